@@ -1,0 +1,67 @@
+//! The `statehouse` command line: the server and the admin commands.
+
+mod keys;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+use crate::{
+    config::{DatabaseArgs, ServeArgs},
+    telemetry::LogFormat,
+};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "statehouse",
+    version,
+    about = "Isolated per-state application stacks on AWS, from one API"
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        env = "STATEHOUSE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the HTTP API (applies migrations first).
+    #[command(
+        after_help = "Example:\n  DATABASE_URL=postgres://postgres@127.0.0.1/statehouse statehouse serve"
+    )]
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Print the OpenAPI document.
+    #[command(after_help = "Example:\n  statehouse openapi > openapi/openapi.json")]
+    Openapi,
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+}
+
+/// Runs the command line and returns the process exit code.
+pub async fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    crate::telemetry::init(cli.log_format);
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Migrate(args) => {
+            let pool = crate::db::connect(&args.database_url, 1).await?;
+            crate::db::MIGRATOR.run(&pool).await?;
+            tracing::info!("database is up to date");
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", crate::http::openapi::document().to_pretty_json()?);
+            Ok(())
+        }
+        Command::Keys(command) => keys::run(command).await,
+    }
+}

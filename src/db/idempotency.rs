@@ -1,0 +1,80 @@
+//! Replay of POST responses for clients that retry with the same `Idempotency-Key`.
+
+use serde_json::Value;
+use sqlx::PgConnection;
+
+/// How long a stored response is replayed.
+const RETENTION: &str = "24 hours";
+
+pub struct StoredResponse {
+    pub request_hash: Vec<u8>,
+    pub status: i16,
+    pub body: Value,
+    pub location: Option<String>,
+}
+
+/// Serialises requests that share a key until the end of the transaction, so a retry that
+/// races the original waits for it and replays its answer.
+pub async fn lock(conn: &mut PgConnection, key_name: &str, key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || E'\\n' || $2, 0))")
+        .bind(key_name)
+        .bind(key)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// The stored response, if one younger than the retention period exists. An expired one is
+/// removed so the key can be used afresh.
+pub async fn find(
+    conn: &mut PgConnection,
+    key_name: &str,
+    key: &str,
+) -> Result<Option<StoredResponse>, sqlx::Error> {
+    let sql = format!(
+        "DELETE FROM idempotency_keys WHERE key_name = $1 AND idempotency_key = $2 \
+         AND created_at < now() - interval '{RETENTION}'"
+    );
+    sqlx::query(&sql)
+        .bind(key_name)
+        .bind(key)
+        .execute(&mut *conn)
+        .await?;
+    let row: Option<(Vec<u8>, i16, Value, Option<String>)> = sqlx::query_as(
+        "SELECT request_hash, response_status, response_body, location FROM idempotency_keys \
+         WHERE key_name = $1 AND idempotency_key = $2",
+    )
+    .bind(key_name)
+    .bind(key)
+    .fetch_optional(conn)
+    .await?;
+    Ok(
+        row.map(|(request_hash, status, body, location)| StoredResponse {
+            request_hash,
+            status,
+            body,
+            location,
+        }),
+    )
+}
+
+pub async fn save(
+    conn: &mut PgConnection,
+    key_name: &str,
+    key: &str,
+    r: &StoredResponse,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO idempotency_keys (key_name, idempotency_key, request_hash, response_status, response_body, location) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(key_name)
+    .bind(key)
+    .bind(&r.request_hash)
+    .bind(r.status)
+    .bind(&r.body)
+    .bind(&r.location)
+    .execute(conn)
+    .await
+    .map(drop)
+}

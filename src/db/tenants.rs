@@ -1,0 +1,164 @@
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use super::TENANT_CHANGED_CHANNEL;
+use crate::domain::{
+    spec::SpecDoc,
+    state::StateSlug,
+    tenant::{DataPolicy, Tenant, TenantStatus},
+};
+
+const COLUMNS: &str =
+    "id, name, display_name, postal_code, status, generation, observed_generation, \
+     spec, resources, endpoint, conditions, last_error, cell, data_policy, deletion_requested_at, \
+     created_at, updated_at, deleted_at";
+
+pub struct NewTenant<'a> {
+    pub name: StateSlug,
+    pub display_name: &'a str,
+    pub spec: &'a SpecDoc,
+    pub cell: &'a str,
+}
+
+/// Fails with a unique violation when a live tenant of that name exists.
+pub async fn insert(conn: &mut PgConnection, new: NewTenant<'_>) -> Result<Tenant, sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO tenants (id, name, display_name, postal_code, spec, cell) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+    );
+    sqlx::query_as(&sql)
+        .bind(Uuid::now_v7())
+        .bind(new.name.as_str())
+        .bind(new.display_name)
+        .bind(new.name.postal_code())
+        .bind(sqlx::types::Json(new.spec))
+        .bind(new.cell)
+        .fetch_one(conn)
+        .await
+}
+
+/// The live tenant of that name, or else its most recent tombstone.
+pub async fn find_latest(
+    ex: impl PgExecutor<'_>,
+    name: StateSlug,
+) -> Result<Option<Tenant>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM tenants WHERE name = $1 \
+         ORDER BY (status <> 'deleted') DESC, created_at DESC, id DESC LIMIT 1"
+    );
+    sqlx::query_as(&sql)
+        .bind(name.as_str())
+        .fetch_optional(ex)
+        .await
+}
+
+/// Locks the live tenant of that name for the rest of the transaction.
+pub async fn lock_live(
+    conn: &mut PgConnection,
+    name: StateSlug,
+) -> Result<Option<Tenant>, sqlx::Error> {
+    let sql =
+        format!("SELECT {COLUMNS} FROM tenants WHERE name = $1 AND status <> 'deleted' FOR UPDATE");
+    sqlx::query_as(&sql)
+        .bind(name.as_str())
+        .fetch_optional(conn)
+        .await
+}
+
+pub struct DesiredChange<'a> {
+    pub display_name: &'a str,
+    pub spec: &'a SpecDoc,
+    pub generation: i64,
+    pub status: TenantStatus,
+}
+
+pub async fn update_desired(
+    conn: &mut PgConnection,
+    id: Uuid,
+    c: DesiredChange<'_>,
+) -> Result<Tenant, sqlx::Error> {
+    let sql = format!(
+        "UPDATE tenants SET display_name = $2, spec = $3, generation = $4, status = $5, updated_at = now() \
+         WHERE id = $1 RETURNING {COLUMNS}"
+    );
+    sqlx::query_as(&sql)
+        .bind(id)
+        .bind(c.display_name)
+        .bind(sqlx::types::Json(c.spec))
+        .bind(c.generation)
+        .bind(c.status)
+        .fetch_one(conn)
+        .await
+}
+
+/// Marks the tenant for deletion; the first request's time is kept if it is repeated.
+pub async fn request_deletion(
+    conn: &mut PgConnection,
+    id: Uuid,
+    policy: DataPolicy,
+) -> Result<Tenant, sqlx::Error> {
+    let sql = format!(
+        "UPDATE tenants SET status = 'deleting', data_policy = $2, \
+         deletion_requested_at = COALESCE(deletion_requested_at, now()), updated_at = now() \
+         WHERE id = $1 RETURNING {COLUMNS}"
+    );
+    sqlx::query_as(&sql)
+        .bind(id)
+        .bind(policy)
+        .fetch_one(conn)
+        .await
+}
+
+/// The worker's last step once every resource is verified gone: the row becomes a
+/// tombstone and the name is free again.
+pub async fn mark_deleted(conn: &mut PgConnection, id: Uuid) -> Result<Tenant, sqlx::Error> {
+    let sql = format!(
+        "UPDATE tenants SET status = 'deleted', deleted_at = now(), endpoint = NULL, updated_at = now() \
+         WHERE id = $1 AND status = 'deleting' RETURNING {COLUMNS}"
+    );
+    sqlx::query_as(&sql).bind(id).fetch_one(conn).await
+}
+
+pub struct ListFilter {
+    /// `None` lists every tenant that is not deleted.
+    pub status: Option<TenantStatus>,
+    pub after: Option<(String, Uuid)>,
+    pub limit: i64,
+}
+
+/// A page in name order, using keyset pagination so pages stay stable under writes.
+pub async fn list(ex: impl PgExecutor<'_>, f: &ListFilter) -> Result<Vec<Tenant>, sqlx::Error> {
+    let (after_name, after_id) = f.after.clone().unzip();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM tenants \
+         WHERE (CASE WHEN $1::tenant_status IS NULL THEN status <> 'deleted' ELSE status = $1 END) \
+           AND ($2::text IS NULL OR (name, id) > ($2, $3)) \
+         ORDER BY name, id LIMIT $4"
+    );
+    sqlx::query_as(&sql)
+        .bind(f.status)
+        .bind(after_name)
+        .bind(after_id)
+        .bind(f.limit)
+        .fetch_all(ex)
+        .await
+}
+
+pub async fn count_by_status(
+    ex: impl PgExecutor<'_>,
+) -> Result<Vec<(TenantStatus, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT status, count(*) FROM tenants GROUP BY status")
+        .fetch_all(ex)
+        .await
+}
+
+/// Announces a desired-state change. Inside a transaction, Postgres delivers it on commit,
+/// so a listener never sees a change that was rolled back.
+pub async fn notify_changed(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(TENANT_CHANGED_CHANNEL)
+        .bind(name)
+        .execute(conn)
+        .await
+        .map(drop)
+}

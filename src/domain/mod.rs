@@ -1,0 +1,58 @@
+//! Types that can only hold valid values. Input is parsed into them at the edge; the rest
+//! of the program trusts them.
+
+pub mod image;
+pub mod spec;
+pub mod state;
+pub mod tenant;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// One problem with one input field, as reported in a validation problem's `errors`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// Where the problem is, as a dotted path into the request (e.g. `spec.cpu`).
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Every problem found in one input, so a caller can fix them all at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl ValidationErrors {
+    pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, message));
+    }
+
+    pub fn into_result<T>(self, ok: impl FnOnce() -> T) -> Result<T, Self> {
+        if self.0.is_empty() {
+            Ok(ok())
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl std::fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
+impl std::error::Error for ValidationErrors {}

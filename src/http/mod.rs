@@ -1,0 +1,150 @@
+//! The REST API: routes, shared state and the layers every request passes through.
+
+mod auth;
+mod cursor;
+pub mod error;
+mod extract;
+mod health;
+pub mod openapi;
+mod tenants;
+
+use std::{future::Future, sync::Arc};
+
+use axum::{
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    http::{HeaderName, Method},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    Router,
+};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::{DefaultOnResponse, TraceLayer},
+};
+use tracing::Level;
+use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
+
+use crate::{
+    domain::spec::{SpecDoc, SpecLimits},
+    metrics::Metrics,
+};
+use error::ApiError;
+
+/// Bodies larger than this are refused with a 413 before they are parsed.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What the API needs from configuration.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Fills every spec field a client leaves out.
+    pub spec_defaults: SpecDoc,
+    pub spec_limits: SpecLimits,
+    /// The cell new tenants are placed in.
+    pub cell: String,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub settings: Arc<ApiSettings>,
+    pub metrics: Arc<Metrics>,
+    /// SHA-256 of `STATEHOUSE_BOOTSTRAP_ADMIN_TOKEN`, when set.
+    pub bootstrap_token_hash: Option<[u8; 32]>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let (routes, api) = openapi::router().split_for_parts();
+    let docs = SwaggerUi::new("/docs")
+        .url("/openapi.json", api)
+        .config(SwaggerConfig::default().persist_authorization(true));
+    routes
+        .merge(docs)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), track_request))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal(anyhow::anyhow!("request handler panicked")).into_response()
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn track_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().clone();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    state.metrics.observe_request(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+async fn not_found(method: Method) -> ApiError {
+    let hint = if method == Method::GET {
+        " (the API lives under /v1; see /docs)"
+    } else {
+        ""
+    };
+    ApiError::NotFound(format!("no such route{hint}"))
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{method} is not allowed on this route"))
+}
+
+/// Serves until `shutdown` completes, then lets requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

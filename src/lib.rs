@@ -1,0 +1,11 @@
+//! statehouse: a control plane that gives every US state its own isolated copy of an
+//! application on AWS.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod http;
+pub mod metrics;
+pub mod telemetry;
