@@ -1,0 +1,13 @@
+.PHONY: run test openapi
+
+## Serve the API locally (starts Postgres if needed; prints the Swagger UI address and token).
+run:
+	./scripts/run.sh
+
+## Run every check and test (starts Postgres if needed).
+test:
+	./scripts/test.sh
+
+## Regenerate openapi/openapi.json from the code.
+openapi:
+	cargo run --quiet --locked --bin statehouse -- openapi > openapi/openapi.json

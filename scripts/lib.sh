@@ -1,0 +1,41 @@
+# Shared set-up for the run and test scripts: make sure Postgres is up and a database of
+# ours exists. Sourced, not run.
+
+PGHOST_ADDR=${PGHOST_ADDR:-127.0.0.1}
+PGPORT_NUM=${PGPORT_NUM:-5432}
+PGUSER_NAME=${PGUSER_NAME:-postgres}
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+ensure_postgres() {
+    if pg_isready -q -h "$PGHOST_ADDR" -p "$PGPORT_NUM"; then
+        return
+    fi
+    say "Postgres is not answering on $PGHOST_ADDR:$PGPORT_NUM; starting it"
+    if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+        local version
+        version=$(ls /etc/postgresql | sort -V | tail -n 1)
+        pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    else
+        die "Postgres is not running and pg_ctlcluster is not available: start Postgres on $PGHOST_ADDR:$PGPORT_NUM"
+    fi
+    for _ in $(seq 1 30); do
+        pg_isready -q -h "$PGHOST_ADDR" -p "$PGPORT_NUM" && return
+        sleep 1
+    done
+    die "Postgres did not come up on $PGHOST_ADDR:$PGPORT_NUM"
+}
+
+ensure_database() {
+    local name=$1
+    if ! psql -h "$PGHOST_ADDR" -p "$PGPORT_NUM" -U "$PGUSER_NAME" -d postgres -tAc \
+        "SELECT 1 FROM pg_database WHERE datname = '$name'" | grep -q 1; then
+        say "Creating database $name"
+        psql -h "$PGHOST_ADDR" -p "$PGPORT_NUM" -U "$PGUSER_NAME" -d postgres -qc "CREATE DATABASE \"$name\""
+    fi
+}
+
+database_url() {
+    echo "postgres://$PGUSER_NAME@$PGHOST_ADDR:$PGPORT_NUM/$1"
+}

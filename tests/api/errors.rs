@@ -1,0 +1,176 @@
+use reqwest::{header, Method};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::helpers::{problem, TestApp};
+
+#[sqlx::test]
+async fn malformed_json_is_400(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let response = app
+        .admin(Method::POST, "/v1/tenants")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body("{\"name\": \"ohio\"")
+        .send()
+        .await
+        .unwrap();
+    problem(response, 400, "bad-request").await;
+}
+
+#[sqlx::test]
+async fn a_body_that_is_not_json_is_415(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let mut request = app.admin(Method::POST, "/v1/tenants").body("name=ohio");
+        if let Some(ct) = content_type {
+            request = request.header(header::CONTENT_TYPE, ct);
+        }
+        problem(request.send().await.unwrap(), 415, "unsupported-media-type").await;
+    }
+}
+
+#[sqlx::test]
+async fn unknown_fields_and_wrong_types_are_422(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    for body in [
+        json!({"name": "ohio", "owner": "me"}),
+        json!({"name": "ohio", "spec": {"replicas": 2}}),
+        json!({"name": 42}),
+        json!({"name": "ohio", "spec": {"cpu": "lots"}}),
+        json!({"name": "ohio", "spec": {"cpu": -256}}),
+        json!({"name": "ohio", "spec": {"desired_count": 1e40}}),
+        json!({"name": "ohio", "spec": {"env": {"A": 1}}}),
+        json!({}),
+        json!([1, 2]),
+        json!("ohio"),
+    ] {
+        let response = app.create(body.clone()).await;
+        assert_eq!(response.status(), 422, "{body}");
+        problem(response, 422, "validation").await;
+    }
+}
+
+#[sqlx::test]
+async fn a_body_over_the_cap_is_413(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let huge = json!({"name": "ohio", "display_name": "x".repeat(200_000)});
+    problem(app.create(huge).await, 413, "payload-too-large").await;
+}
+
+#[sqlx::test]
+async fn bad_query_parameters_and_cursors_are_400(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.create_ok("ohio").await;
+    for query in [
+        "limit=0",
+        "limit=501",
+        "limit=-1",
+        "limit=abc",
+        "status=sleeping",
+        "colour=red",
+        "cursor=%%%",
+        "cursor=bm90LWEtY3Vyc29y",
+        "cursor=",
+    ] {
+        let response = app.get(&format!("/v1/tenants?{query}")).await;
+        assert_eq!(response.status(), 400, "{query}");
+        problem(response, 400, "bad-request").await;
+    }
+    for query in ["limit=0", "cursor=bm9wZQ", "cursor=!!"] {
+        problem(
+            app.get(&format!("/v1/tenants/ohio/events?{query}")).await,
+            400,
+            "bad-request",
+        )
+        .await;
+    }
+    assert_eq!(app.get("/v1/tenants?limit=500").await.status(), 200);
+}
+
+#[sqlx::test]
+async fn absurd_path_names_are_clear_errors_never_500(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let long = "a".repeat(10_000);
+    let names = [
+        "narnia",
+        "CAL",
+        "new%20york",
+        "%00",
+        "..%2F..%2Fetc%2Fpasswd",
+        "%F0%9F%A6%80",
+        "'%3B%20DROP%20TABLE%20tenants%3B--",
+        long.as_str(),
+    ];
+    for name in names {
+        for method in [Method::GET, Method::PATCH, Method::DELETE] {
+            let response = app
+                .admin(method.clone(), &format!("/v1/tenants/{name}"))
+                .header(header::IF_MATCH, "*")
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            assert!(
+                matches!(status, 400 | 404 | 422),
+                "{method} {name}: {status}"
+            );
+            let kind = match status {
+                400 => "bad-request",
+                404 => "not-found",
+                _ => "validation",
+            };
+            let body = problem(response, status, kind).await;
+            if status == 422 {
+                assert!(
+                    body["detail"].as_str().unwrap().len() < 400,
+                    "the detail stays short"
+                );
+            }
+        }
+    }
+}
+
+#[sqlx::test]
+async fn unknown_routes_and_methods_are_problems(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    problem(app.get("/v2/tenants").await, 404, "not-found").await;
+    problem(app.get("/v1/tenants/ohio/secrets").await, 404, "not-found").await;
+    problem(
+        app.admin(Method::PUT, "/v1/tenants").send().await.unwrap(),
+        405,
+        "method-not-allowed",
+    )
+    .await;
+}
+
+#[sqlx::test]
+async fn bad_idempotency_keys_are_400(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let long = "k".repeat(300);
+    for key in ["", long.as_str(), "has space"] {
+        let response = app
+            .admin(Method::POST, "/v1/tenants")
+            .header("Idempotency-Key", key)
+            .json(&json!({"name": "ohio"}));
+        problem(response.send().await.unwrap(), 400, "bad-request").await;
+    }
+    let listing: Value = app.get("/v1/tenants").await.json().await.unwrap();
+    assert_eq!(listing["items"], json!([]));
+}
+
+#[sqlx::test]
+async fn a_database_outage_is_a_503_problem(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    app.create_ok("ohio").await;
+    pool.close().await;
+    let response = app.get("/v1/tenants/ohio").await;
+    assert!(response.headers().contains_key(header::RETRY_AFTER));
+    problem(response, 503, "unavailable").await;
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    problem(ready, 503, "unavailable").await;
+}

@@ -1,0 +1,189 @@
+use std::{collections::BTreeMap, sync::Arc};
+
+use reqwest::{header, Method, RequestBuilder, Response};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use statehouse::{
+    auth::{generate_token, hash_token, Role},
+    db,
+    domain::spec::{SpecDoc, SpecLimits},
+    http::{self, ApiSettings, AppState},
+    metrics::Metrics,
+};
+use tokio::{net::TcpListener, sync::oneshot};
+
+pub const BOOTSTRAP_TOKEN: &str = "test-bootstrap-token-0123456789";
+pub const MAX_TASKS: u32 = 10;
+
+/// The API served on a loopback port, with an admin and a viewer key.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+    pub admin: String,
+    pub viewer: String,
+    _stop: oneshot::Sender<()>,
+}
+
+pub fn settings() -> ApiSettings {
+    ApiSettings {
+        spec_defaults: SpecDoc {
+            app_image: "humangov/app:1.0.0".into(),
+            nginx_image: "nginx:1.27-alpine".into(),
+            cpu: 256,
+            memory: 512,
+            desired_count: 1,
+            min_count: 1,
+            max_count: 2,
+            env: BTreeMap::new(),
+        },
+        spec_limits: SpecLimits {
+            max_task_count: MAX_TASKS,
+        },
+        cell: "cell-1".into(),
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(pool: PgPool) -> Self {
+        let admin = Self::create_key(&pool, "ops", Role::Admin).await;
+        let viewer = Self::create_key(&pool, "auditor", Role::Viewer).await;
+        let state = AppState {
+            pool: pool.clone(),
+            settings: Arc::new(settings()),
+            metrics: Arc::new(Metrics::default()),
+            bootstrap_token_hash: Some(hash_token(BOOTSTRAP_TOKEN)),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let base = format!("http://{}", listener.local_addr().expect("local address"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(http::serve(listener, state, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            pool,
+            admin,
+            viewer,
+            _stop: stop,
+        }
+    }
+
+    pub async fn create_key(pool: &PgPool, name: &str, role: Role) -> String {
+        let token = generate_token();
+        db::keys::create(pool, name, role, &hash_token(&token))
+            .await
+            .expect("create key");
+        token
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request made with the admin key.
+    pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(&self.admin)
+    }
+
+    pub fn viewer(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(&self.viewer)
+    }
+
+    pub async fn create(&self, body: Value) -> Response {
+        self.admin(Method::POST, "/v1/tenants")
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /v1/tenants")
+    }
+
+    pub async fn create_ok(&self, name: &str) -> Value {
+        let response = self.create(json!({ "name": name })).await;
+        assert_eq!(response.status(), 202, "creating {name}");
+        response.json().await.expect("tenant JSON")
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.admin(Method::GET, path).send().await.expect("GET")
+    }
+
+    pub async fn etag(&self, name: &str) -> String {
+        let response = self.get(&format!("/v1/tenants/{name}")).await;
+        assert_eq!(response.status(), 200);
+        header_value(&response, header::ETAG.as_str())
+    }
+
+    pub async fn patch(&self, name: &str, etag: Option<&str>, body: Value) -> Response {
+        let mut request = self
+            .admin(Method::PATCH, &format!("/v1/tenants/{name}"))
+            .header(header::CONTENT_TYPE, "application/merge-patch+json")
+            .body(body.to_string());
+        if let Some(tag) = etag {
+            request = request.header(header::IF_MATCH, tag);
+        }
+        request.send().await.expect("PATCH")
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.admin(Method::DELETE, path)
+            .send()
+            .await
+            .expect("DELETE")
+    }
+
+    /// What the worker does once every resource is verified gone.
+    pub async fn finish_deletion(&self, name: &str) {
+        let slug = statehouse::domain::state::StateSlug::parse(name).expect("state name");
+        let tenant = db::tenants::find_latest(&self.pool, slug)
+            .await
+            .expect("query")
+            .expect("tenant exists");
+        let mut conn = self.pool.acquire().await.expect("connection");
+        db::tenants::mark_deleted(&mut conn, tenant.id)
+            .await
+            .expect("mark deleted");
+    }
+}
+
+pub fn header_value(response: &Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("response has no {name} header"))
+        .to_str()
+        .expect("header text")
+        .to_owned()
+}
+
+/// Asserts a problem+json response and returns its body.
+pub async fn problem(response: Response, status: u16, kind: &str) -> Value {
+    assert_eq!(response.status(), status, "status");
+    assert_eq!(
+        header_value(&response, "content-type"),
+        "application/problem+json"
+    );
+    let body: Value = response.json().await.expect("problem JSON");
+    assert_eq!(
+        body["type"],
+        format!("urn:statehouse:problem:{kind}"),
+        "problem type in {body}"
+    );
+    assert_eq!(body["status"], status);
+    assert!(
+        body["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "title in {body}"
+    );
+    assert!(
+        body["detail"].as_str().is_some_and(|t| !t.is_empty()),
+        "detail in {body}"
+    );
+    body
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real server on a loopback port, against a fresh Postgres
+//! database per test.
+
+mod auth;
+mod cli;
+mod errors;
+mod health;
+mod helpers;
+mod openapi;
+mod tenants;
