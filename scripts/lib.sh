@@ -39,3 +39,17 @@ ensure_database() {
 database_url() {
     echo "postgres://$PGUSER_NAME@$PGHOST_ADDR:$PGPORT_NUM/$1"
 }
+
+# The AWS emulator (moto's server mode) in a virtualenv of the project's own.
+MOTO_VERSION=5.1.22
+VENV_DIR=${VENV_DIR:-.venv}
+
+ensure_moto() {
+    if [ -x "$VENV_DIR/bin/moto_server" ] && "$VENV_DIR/bin/python" -c \
+        "import importlib.metadata as m, sys; sys.exit(m.version('moto') != '$MOTO_VERSION')" 2>/dev/null; then
+        return
+    fi
+    say "Installing the AWS emulator (moto $MOTO_VERSION) into $VENV_DIR"
+    python3 -m venv "$VENV_DIR"
+    "$VENV_DIR/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+}

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Runs every check and test: formatting, lints, unit tests and the integration tests
-# against a real Postgres (each test gets a fresh database of its own).
+# against a real Postgres (each test gets a fresh database of its own) and the AWS emulator
+# (each test that needs one starts its own moto server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 ensure_postgres
 ensure_database statehouse_test
+ensure_moto
+# Tests that talk to AWS start a private emulator each, from this binary.
+export STATEHOUSE_MOTO_SERVER=$PWD/$VENV_DIR/bin/moto_server
 # The integration tests create and drop their own databases through this one.
 export DATABASE_URL=$(database_url statehouse_test)
 

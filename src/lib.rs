@@ -2,10 +2,12 @@
 //! application on AWS.
 
 pub mod auth;
+pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod http;
 pub mod metrics;
+pub mod reconcile;
 pub mod telemetry;

@@ -1,0 +1,151 @@
+//! One error type for every AWS call, with the classification the reconciler acts on:
+//! transient errors are retried, permanent ones fail the tenant until its spec changes.
+
+use std::fmt;
+
+use aws_sdk_s3::{
+    error::{ProvideErrorMetadata, SdkError},
+    operation::RequestId,
+};
+
+/// Error codes that mean "slow down or try again", across the services' protocols.
+const TRANSIENT_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "SlowDown",
+    "ProvisionedThroughputExceededException",
+    "LimitExceededException",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "InternalError",
+    "InternalFailure",
+    "InternalServerError",
+    "ServerException",
+    "PriorRequestNotComplete",
+    "OperationAborted",
+    "ConcurrentModification",
+    "ConcurrentModificationException",
+];
+
+/// Messages that mean IAM has not yet propagated a new role (it can take ~2 minutes).
+const PROPAGATION_MESSAGES: &[&str] =
+    &["unable to assume", "cannot be assumed", "role is not valid"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    Transient,
+    Permanent,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct AwsError {
+    pub service: &'static str,
+    pub operation: &'static str,
+    /// AWS's error code, or the SDK's kind of failure when AWS did not answer.
+    pub code: String,
+    /// AWS's own message.
+    pub message: String,
+    pub request_id: Option<String>,
+    pub http_status: Option<u16>,
+    pub retry: Retry,
+}
+
+impl fmt::Display for AwsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{} failed: {}: {}",
+            self.service, self.operation, self.code, self.message
+        )?;
+        if let Some(id) = &self.request_id {
+            write!(f, " (request id {id})")?;
+        }
+        Ok(())
+    }
+}
+
+impl AwsError {
+    pub fn is(&self, codes: &[&str]) -> bool {
+        codes.contains(&self.code.as_str())
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.retry == Retry::Transient
+    }
+
+    pub fn from_sdk<E>(service: &'static str, operation: &'static str, err: SdkError<E>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let http_status = err.raw_response().map(|r| r.status().as_u16());
+        let request_id = err.meta().request_id().map(str::to_owned);
+        let (code, message) = match &err {
+            SdkError::ServiceError(_) | SdkError::ResponseError(_) => (
+                err.code().unwrap_or("Unknown").to_owned(),
+                err.message().map_or_else(|| sdk_text(&err), str::to_owned),
+            ),
+            SdkError::TimeoutError(_) => ("Timeout".to_owned(), sdk_text(&err)),
+            SdkError::DispatchFailure(_) => ("DispatchFailure".to_owned(), sdk_text(&err)),
+            _ => ("ConstructionFailure".to_owned(), sdk_text(&err)),
+        };
+        let retry = classify(&err, &code, &message, http_status);
+        Self {
+            service,
+            operation,
+            code,
+            message,
+            request_id,
+            http_status,
+            retry,
+        }
+    }
+}
+
+fn sdk_text<E: std::error::Error + 'static>(err: &SdkError<E>) -> String {
+    aws_sdk_s3::error::DisplayErrorContext(err).to_string()
+}
+
+fn classify<E>(err: &SdkError<E>, code: &str, message: &str, status: Option<u16>) -> Retry {
+    let transient = match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(_) => {
+            TRANSIENT_CODES.contains(&code)
+                || status.is_some_and(|s| s >= 500 || s == 429)
+                || PROPAGATION_MESSAGES
+                    .iter()
+                    .any(|m| message.to_ascii_lowercase().contains(m))
+        }
+        _ => false,
+    };
+    if transient {
+        Retry::Transient
+    } else {
+        Retry::Permanent
+    }
+}
+
+impl AwsError {
+    /// A request the SDK refused to build: always a bug in what we asked, never worth retrying.
+    pub fn build(
+        service: &'static str,
+        operation: &'static str,
+        err: aws_sdk_s3::error::BuildError,
+    ) -> Self {
+        Self {
+            service,
+            operation,
+            code: "InvalidRequest".into(),
+            message: err.to_string(),
+            request_id: None,
+            http_status: None,
+            retry: Retry::Permanent,
+        }
+    }
+}
