@@ -69,8 +69,19 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn observe_request(&self, method: &Method, route: &str, status: u16, elapsed: Duration) {
+        // Clients can send any method token; only known ones become label values.
+        let method = match *method {
+            Method::GET
+            | Method::HEAD
+            | Method::POST
+            | Method::PUT
+            | Method::PATCH
+            | Method::DELETE
+            | Method::OPTIONS => method.as_str(),
+            _ => "OTHER",
+        };
         let labels = RequestLabels {
-            method: method.as_str().to_owned(),
+            method: method.to_owned(),
             route: route.to_owned(),
             status,
         };

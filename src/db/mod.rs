@@ -28,9 +28,15 @@ pub fn pool_options(max_connections: u32) -> PgPoolOptions {
 /// True when every migration this binary knows of has been applied successfully.
 pub async fn is_migrated(pool: &PgPool) -> Result<bool, sqlx::Error> {
     let applied: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+        match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
             .fetch_all(pool)
-            .await?;
+            .await
+        {
+            Ok(versions) => versions,
+            // No migrations table at all: nothing has been applied yet.
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P01") => Vec::new(),
+            Err(err) => return Err(err),
+        };
     Ok(MIGRATOR.iter().all(|m| applied.contains(&m.version)))
 }
 
@@ -42,8 +48,10 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // 08: connection exceptions; 57P01-57P03: shutdown in progress or not yet accepting.
-            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+            // 08: connection exceptions; 53: out of connections, memory or disk; 57P01-57P03: shutdown in progress or not yet accepting.
+            code.starts_with("08")
+                || code.starts_with("53")
+                || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
         }),
         _ => false,
     }

@@ -236,8 +236,14 @@ impl TenantSpec {
         let nginx_image = ImageRef::parse(&doc.nginx_image)
             .map_err(|m| errors.push("spec.nginx_image", m))
             .ok();
+        // An unknown cpu is the cpu's fault; a known one with the wrong memory, the memory's.
+        let size_field = if fargate_memory_for(doc.cpu).is_some() {
+            "spec.memory"
+        } else {
+            "spec.cpu"
+        };
         let size = TaskSize::new(doc.cpu, doc.memory)
-            .map_err(|m| errors.push("spec.memory", m))
+            .map_err(|m| errors.push(size_field, m))
             .ok();
         let counts = TaskCounts {
             min: doc.min_count,

@@ -376,7 +376,8 @@ fn decode_tenant_cursor(raw: &str) -> ApiResult<(String, Uuid)> {
     let position = cursor::decode(raw)?;
     let (name, id) = position.split_once('|').ok_or_else(cursor::invalid)?;
     let id = Uuid::parse_str(id).map_err(|_| cursor::invalid())?;
-    Ok((name.to_owned(), id))
+    let name = StateSlug::parse(name).map_err(|_| cursor::invalid())?;
+    Ok((name.as_str().to_owned(), id))
 }
 
 /// Get a tenant: the live one of that name, or else its latest tombstone.
@@ -548,9 +549,7 @@ async fn patch_tenant(
         details,
     )
     .await?;
-    if spec_changed {
-        db::tenants::notify_changed(&mut tx, &updated.name).await?;
-    }
+    db::tenants::notify_changed(&mut tx, &updated.name).await?;
     tx.commit().await?;
     Ok(tenant_response(StatusCode::OK, &updated, false))
 }
@@ -628,8 +627,19 @@ async fn delete_tenant(
         .await?
         .ok_or_else(|| not_found(name))?;
     check_if_match(&headers, &current, false)?;
-    if current.status == TenantStatus::Deleting && current.data_policy == Some(policy) {
-        return Ok(tenant_response(StatusCode::ACCEPTED, &current, true));
+    if current.status == TenantStatus::Deleting {
+        // The worker may already have acted on the first policy, so it cannot be switched.
+        return match current.data_policy {
+            Some(first) if first != policy => Err(ApiError::Conflict(format!(
+                "tenant {name} is already being deleted with data={}",
+                if first == DataPolicy::Purge {
+                    "purge"
+                } else {
+                    "retain"
+                }
+            ))),
+            _ => Ok(tenant_response(StatusCode::ACCEPTED, &current, true)),
+        };
     }
     let tenant = db::tenants::request_deletion(&mut tx, current.id, policy).await?;
     let policy_name = if policy == DataPolicy::Purge {

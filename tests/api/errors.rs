@@ -75,6 +75,7 @@ async fn bad_query_parameters_and_cursors_are_400(pool: PgPool) {
         "cursor=%%%",
         "cursor=bm90LWEtY3Vyc29y",
         "cursor=",
+        "cursor=AHwwMDAwMDAwMC0wMDAwLTAwMDAtMDAwMC0wMDAwMDAwMDAwMDA",
     ] {
         let response = app.get(&format!("/v1/tenants?{query}")).await;
         assert_eq!(response.status(), 400, "{query}");

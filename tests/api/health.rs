@@ -38,6 +38,12 @@ async fn readyz_fails_when_a_migration_is_missing(pool: PgPool) {
         .unwrap();
     let response = app.client.get(app.url("/readyz")).send().await.unwrap();
     crate::helpers::problem(response, 503, "unavailable").await;
+    sqlx::query("DROP TABLE _sqlx_migrations")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+    crate::helpers::problem(response, 503, "unavailable").await;
 }
 
 #[sqlx::test]
@@ -47,6 +53,14 @@ async fn metrics_count_requests_by_route_and_status_and_tenants_by_status(pool: 
     app.create_ok("vermont").await;
     app.delete("/v1/tenants/vermont").await;
     app.get("/v1/tenants/narnia").await;
+    for n in 0..3 {
+        let method = reqwest::Method::from_bytes(format!("PROBE{n}").as_bytes()).unwrap();
+        app.client
+            .request(method, app.url("/healthz"))
+            .send()
+            .await
+            .unwrap();
+    }
     let response = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert!(header_value(&response, "content-type").starts_with("application/openmetrics-text"));
     let text = response.text().await.unwrap();
@@ -57,9 +71,14 @@ async fn metrics_count_requests_by_route_and_status_and_tenants_by_status(pool: 
         r#"statehouse_tenants{status="pending"} 1"#,
         r#"statehouse_tenants{status="deleting"} 1"#,
         r#"statehouse_tenants{status="ready"} 0"#,
+        r#"statehouse_http_requests_total{method="OTHER",route="/healthz",status="405"} 3"#,
     ] {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }
+    assert!(
+        !text.contains("PROBE"),
+        "arbitrary methods must not become label values"
+    );
 }
 
 #[sqlx::test]

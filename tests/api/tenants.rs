@@ -529,6 +529,13 @@ async fn delete_with_purge_records_the_data_policy_and_can_be_repeated(pool: PgP
         "bad-request",
     )
     .await;
+    let switched = problem(
+        app.delete("/v1/tenants/delaware?data=retain").await,
+        409,
+        "conflict",
+    )
+    .await;
+    assert!(switched["detail"].as_str().unwrap().contains("data=purge"));
 }
 
 #[sqlx::test]
@@ -662,7 +669,7 @@ async fn spec_validation_rejects_each_bad_value_with_its_field(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let cases = [
         (json!({"cpu": 256, "memory": 4096}), "spec.memory"),
-        (json!({"cpu": 333}), "spec.memory"),
+        (json!({"cpu": 333}), "spec.cpu"),
         (
             json!({"min_count": 3, "desired_count": 2, "max_count": 4}),
             "spec.min_count",
