@@ -132,20 +132,47 @@ fn classify<E>(err: &SdkError<E>, code: &str, message: &str, status: Option<u16>
 }
 
 impl AwsError {
+    /// An error found in an answer AWS gave without failing the call.
+    pub fn new(
+        service: &'static str,
+        operation: &'static str,
+        code: impl Into<String>,
+        message: impl Into<String>,
+        retry: Retry,
+    ) -> Self {
+        let (code, message) = (code.into(), message.into());
+        Self {
+            service,
+            operation,
+            code,
+            message,
+            request_id: None,
+            http_status: None,
+            retry,
+        }
+    }
+
     /// A request the SDK refused to build: always a bug in what we asked, never worth retrying.
     pub fn build(
         service: &'static str,
         operation: &'static str,
         err: aws_sdk_s3::error::BuildError,
     ) -> Self {
-        Self {
+        Self::new(
             service,
             operation,
-            code: "InvalidRequest".into(),
-            message: err.to_string(),
-            request_id: None,
-            http_status: None,
-            retry: Retry::Permanent,
+            "InvalidRequest",
+            err.to_string(),
+            Retry::Permanent,
+        )
+    }
+
+    /// `Ok` when the error is one of `codes` (e.g. "not found" on a delete), else the error.
+    pub fn tolerate(self, codes: &[&str]) -> Result<(), Self> {
+        if self.is(codes) {
+            Ok(())
+        } else {
+            Err(self)
         }
     }
 }

@@ -50,14 +50,14 @@ impl Aws {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("sts", "GetCallerIdentity", e))?;
-        identity.account.ok_or_else(|| AwsError {
-            service: "sts",
-            operation: "GetCallerIdentity",
-            code: "MissingAccount".into(),
-            message: "the answer named no account".into(),
-            request_id: None,
-            http_status: None,
-            retry: Retry::Permanent,
+        identity.account.ok_or_else(|| {
+            AwsError::new(
+                "sts",
+                "GetCallerIdentity",
+                "MissingAccount",
+                "the answer named no account",
+                Retry::Permanent,
+            )
         })
     }
 }

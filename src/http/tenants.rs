@@ -425,15 +425,16 @@ fn tag_matches(header: &str, current: &str) -> bool {
         .any(|t| t == "*" || t == current || format!("\"{t}\"") == current)
 }
 
-fn check_if_match(headers: &HeaderMap, tenant: &Tenant, required: bool) -> ApiResult<()> {
+fn if_match_required() -> ApiError {
+    ApiError::PreconditionRequired(
+        "send the tenant's current ETag in If-Match (GET it first) so concurrent changes are not lost".into(),
+    )
+}
+
+/// Checks If-Match when it is sent; callers that require it check its presence first.
+fn check_if_match(headers: &HeaderMap, tenant: &Tenant) -> ApiResult<()> {
     let Some(value) = headers.get(header::IF_MATCH) else {
-        return if required {
-            Err(ApiError::PreconditionRequired(
-                "send the tenant's current ETag in If-Match (GET it first) so concurrent changes are not lost".into(),
-            ))
-        } else {
-            Ok(())
-        };
+        return Ok(());
     };
     let value = value
         .to_str()
@@ -480,15 +481,13 @@ async fn patch_tenant(
     AppJson(patch): AppJson<PatchTenant>,
 ) -> ApiResult<Response> {
     if !headers.contains_key(header::IF_MATCH) {
-        return Err(ApiError::PreconditionRequired(
-            "send the tenant's current ETag in If-Match (GET it first) so concurrent changes are not lost".into(),
-        ));
+        return Err(if_match_required());
     }
     let mut tx = state.pool.begin().await?;
     let current = db::tenants::lock_live(&mut tx, name)
         .await?
         .ok_or_else(|| not_found(name))?;
-    check_if_match(&headers, &current, true)?;
+    check_if_match(&headers, &current)?;
     if current.status == TenantStatus::Deleting {
         return Err(ApiError::Conflict(format!(
             "tenant {name} is being deleted and can no longer be changed"
@@ -626,7 +625,7 @@ async fn delete_tenant(
     let current = db::tenants::lock_live(&mut tx, name)
         .await?
         .ok_or_else(|| not_found(name))?;
-    check_if_match(&headers, &current, false)?;
+    check_if_match(&headers, &current)?;
     if current.status == TenantStatus::Deleting {
         // The worker may already have acted on the first policy, so it cannot be switched.
         return match current.data_policy {

@@ -13,7 +13,10 @@ use aws_sdk_s3::{
 use serde_json::{json, Value};
 
 use super::{tenant_tags, Changes};
-use crate::{aws::AwsError, domain::state::StateSlug};
+use crate::{
+    aws::{AwsError, Retry},
+    domain::state::StateSlug,
+};
 
 const S3: &str = "s3";
 /// DeleteObjects takes at most this many keys.
@@ -140,11 +143,7 @@ pub async fn observe(s3: &Client, spec: &BucketSpec<'_>) -> Result<Option<Observ
 
 /// A "not configured" answer reads as `false`; any other error is passed on.
 fn absent(e: AwsError, not_configured: &str) -> Result<bool, AwsError> {
-    if e.is(&[not_configured]) {
-        Ok(false)
-    } else {
-        Err(e)
-    }
+    e.tolerate(&[not_configured]).map(|()| false)
 }
 
 /// Creates the bucket if it is missing (adopting one we already own) and repairs every
@@ -292,12 +291,8 @@ pub async fn delete(s3: &Client, name: &str) -> Result<Changes, AwsError> {
     // public access block stays until the bucket is gone.
     match s3.delete_bucket_policy().bucket(name).send().await {
         Ok(_) => changes.push("DeleteBucketPolicy"),
-        Err(e) => {
-            let e = AwsError::from_sdk(S3, "DeleteBucketPolicy", e);
-            if !e.is(&["NoSuchBucket", "NoSuchBucketPolicy"]) {
-                return Err(e);
-            }
-        }
+        Err(e) => AwsError::from_sdk(S3, "DeleteBucketPolicy", e)
+            .tolerate(&["NoSuchBucket", "NoSuchBucketPolicy"])?,
     }
     loop {
         let listing = s3
@@ -340,31 +335,26 @@ pub async fn delete(s3: &Client, name: &str) -> Result<Changes, AwsError> {
             changes.push("DeleteObjects");
             // A refused object would otherwise be listed and retried forever.
             if let Some(refused) = out.errors().first() {
-                return Err(AwsError {
-                    service: S3,
-                    operation: "DeleteObjects",
-                    code: refused.code().unwrap_or("Unknown").to_owned(),
-                    message: format!(
-                        "{} object(s) could not be deleted, e.g. `{}`: {}",
-                        out.errors().len(),
-                        refused.key().unwrap_or_default(),
-                        refused.message().unwrap_or_default()
-                    ),
-                    request_id: None,
-                    http_status: None,
-                    retry: crate::aws::Retry::Transient,
-                });
+                let message = format!(
+                    "{} object(s) could not be deleted, e.g. `{}`: {}",
+                    out.errors().len(),
+                    refused.key().unwrap_or_default(),
+                    refused.message().unwrap_or_default()
+                );
+                let code = refused.code().unwrap_or("Unknown");
+                return Err(AwsError::new(
+                    S3,
+                    "DeleteObjects",
+                    code,
+                    message,
+                    Retry::Transient,
+                ));
             }
         }
     }
     match s3.delete_bucket().bucket(name).send().await {
         Ok(_) => changes.push("DeleteBucket"),
-        Err(e) => {
-            let e = AwsError::from_sdk(S3, "DeleteBucket", e);
-            if !e.is(&["NoSuchBucket"]) {
-                return Err(e);
-            }
-        }
+        Err(e) => AwsError::from_sdk(S3, "DeleteBucket", e).tolerate(&["NoSuchBucket"])?,
     }
     Ok(changes)
 }
