@@ -1,6 +1,6 @@
 //! Configuration, from flags or the environment (see `.env.sample`).
 
-use std::{collections::BTreeMap, net::SocketAddr};
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -8,6 +8,11 @@ use clap::Args;
 use crate::{
     domain::spec::{SpecDoc, SpecLimits, TenantSpec},
     http::ApiSettings,
+    reconcile::{
+        names::Prefix,
+        platform::{Cell, Platform},
+    },
+    worker::WorkerSettings,
 };
 
 #[derive(Args, Debug, Clone)]
@@ -32,6 +37,32 @@ pub struct ServeArgs {
     pub bootstrap_admin_token: Option<String>,
     #[command(flatten)]
     pub tenants: TenantDefaults,
+    /// Serve the API only; run `statehouse worker` elsewhere.
+    #[arg(long, env = "STATEHOUSE_NO_WORKER")]
+    pub no_worker: bool,
+    #[command(flatten)]
+    pub platform: PlatformArgs,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WorkerCommandArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Address of the worker's /healthz and /metrics.
+    #[arg(
+        long,
+        env = "STATEHOUSE_WORKER_LISTEN",
+        default_value = "127.0.0.1:9090"
+    )]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub tenants: TenantDefaults,
+    #[command(flatten)]
+    pub platform: PlatformArgs,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
 }
 
 /// Minimum length of the bootstrap token, so a guessable one is refused at start.
@@ -108,6 +139,180 @@ impl TenantDefaults {
             spec_defaults,
             spec_limits,
             cell: self.cell.clone(),
+        })
+    }
+}
+
+/// A duration as `90`, `90s`, `5m` or `2h` (a bare number is seconds).
+pub fn parse_duration(input: &str) -> Result<Duration, String> {
+    let input = input.trim();
+    let (number, unit) = match input.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => input.split_at(i),
+        None => (input, "s"),
+    };
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("`{input}` is not a duration such as 30s, 5m or 1h"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("`{input}` has an unknown unit; use ms, s, m or h")),
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("`{input}` must be a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn comma_list(input: &str) -> Vec<String> {
+    input
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The shared platform the worker places tenants on: the outputs of
+/// terraform-modules/platform, or what `statehouse dev bootstrap` writes.
+#[derive(Args, Debug, Clone)]
+pub struct PlatformArgs {
+    /// Prefix of every tenant resource name.
+    #[arg(long, env = "STATEHOUSE_PREFIX", default_value = "humangov")]
+    pub prefix: String,
+    /// Tenants answer on https://{state}.{base_domain}.
+    #[arg(long, env = "STATEHOUSE_BASE_DOMAIN")]
+    pub base_domain: Option<String>,
+    /// The ECS cluster of the cell.
+    #[arg(long, env = "STATEHOUSE_CLUSTER")]
+    pub cluster: Option<String>,
+    /// The shared ALB's HTTPS listener the tenants' host rules go on.
+    #[arg(long, env = "STATEHOUSE_LISTENER_ARN")]
+    pub listener_arn: Option<String>,
+    #[arg(long, env = "STATEHOUSE_VPC_ID")]
+    pub vpc_id: Option<String>,
+    /// Private subnets for the tasks, comma separated.
+    #[arg(long, env = "STATEHOUSE_SUBNETS")]
+    pub subnets: Option<String>,
+    /// The tasks' security groups, comma separated.
+    #[arg(long, env = "STATEHOUSE_SECURITY_GROUPS")]
+    pub security_groups: Option<String>,
+    /// The shared task execution role.
+    #[arg(long, env = "STATEHOUSE_EXECUTION_ROLE_ARN")]
+    pub execution_role_arn: Option<String>,
+    #[arg(long, env = "STATEHOUSE_LOG_RETENTION_DAYS", default_value_t = 30)]
+    pub log_retention_days: i32,
+    /// A deployment not completed this long after it started is reported as failed.
+    #[arg(long, env = "STATEHOUSE_DEPLOYMENT_TIMEOUT", default_value = "15m", value_parser = parse_duration)]
+    pub deployment_timeout: Duration,
+    /// The AWS account; asked of STS when not given.
+    #[arg(long, env = "STATEHOUSE_ACCOUNT_ID")]
+    pub account_id: Option<String>,
+}
+
+/// CloudWatch Logs accepts only these retention periods.
+const LOG_RETENTION_DAYS: [i32; 22] = [
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
+
+impl PlatformArgs {
+    /// Checks the settings and names what is missing, so a misconfigured worker stops at
+    /// start rather than failing every tenant.
+    pub fn platform(
+        &self,
+        cell: &str,
+        account: String,
+        region: String,
+    ) -> anyhow::Result<Platform> {
+        let mut missing = Vec::new();
+        let mut need = |v: &Option<String>, name: &'static str| {
+            if v.as_deref().is_none_or(|s| s.trim().is_empty()) {
+                missing.push(name);
+            }
+            v.clone().unwrap_or_default()
+        };
+        let base_domain = need(&self.base_domain, "STATEHOUSE_BASE_DOMAIN");
+        let cluster = need(&self.cluster, "STATEHOUSE_CLUSTER");
+        let listener_arn = need(&self.listener_arn, "STATEHOUSE_LISTENER_ARN");
+        let vpc_id = need(&self.vpc_id, "STATEHOUSE_VPC_ID");
+        let execution_role_arn = need(&self.execution_role_arn, "STATEHOUSE_EXECUTION_ROLE_ARN");
+        let subnets = comma_list(&need(&self.subnets, "STATEHOUSE_SUBNETS"));
+        let security_groups =
+            comma_list(&need(&self.security_groups, "STATEHOUSE_SECURITY_GROUPS"));
+        if !missing.is_empty() {
+            bail!(
+                "the worker needs the shared platform's settings; missing: {} \
+                 (run `statehouse dev bootstrap` for the local emulator, or pass --no-worker)",
+                missing.join(", ")
+            );
+        }
+        if !LOG_RETENTION_DAYS.contains(&self.log_retention_days) {
+            bail!("STATEHOUSE_LOG_RETENTION_DAYS must be one of {LOG_RETENTION_DAYS:?}");
+        }
+        let prefix = Prefix::parse(&self.prefix).map_err(anyhow::Error::msg)?;
+        Ok(Platform {
+            prefix,
+            account,
+            region,
+            base_domain,
+            execution_role_arn,
+            log_retention_days: self.log_retention_days,
+            deployment_timeout: self.deployment_timeout,
+            cells: vec![Cell {
+                name: cell.to_owned(),
+                cluster,
+                listener_arn,
+                vpc_id,
+                subnets,
+                security_groups,
+            }],
+        })
+    }
+}
+
+/// How the worker paces itself.
+#[derive(Args, Debug, Clone)]
+pub struct WorkerArgs {
+    /// Tenants reconciled at once by this process.
+    #[arg(long, env = "STATEHOUSE_WORKER_CONCURRENCY", default_value_t = 16)]
+    pub worker_concurrency: usize,
+    /// Every tenant is re-checked this often, to find and repair drift.
+    #[arg(long, env = "STATEHOUSE_RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub resync_interval: Duration,
+    /// A worker that stops heartbeating loses its tenants after this long.
+    #[arg(long, env = "STATEHOUSE_LEASE_TTL", default_value = "30s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
+    /// How long transient AWS errors are retried before the tenant shows `failed`.
+    #[arg(long, env = "STATEHOUSE_RETRY_BUDGET", default_value = "10m", value_parser = parse_duration)]
+    pub retry_budget: Duration,
+    /// How long one pass watches a deployment before handing the tenant back.
+    #[arg(long, env = "STATEHOUSE_ROLLOUT_WATCH", default_value = "20s", value_parser = parse_duration)]
+    pub rollout_watch: Duration,
+    #[arg(long, env = "STATEHOUSE_BACKOFF_BASE", default_value = "1s", value_parser = parse_duration)]
+    pub backoff_base: Duration,
+    #[arg(long, env = "STATEHOUSE_BACKOFF_MAX", default_value = "60s", value_parser = parse_duration)]
+    pub backoff_max: Duration,
+}
+
+impl WorkerArgs {
+    pub fn settings(&self) -> anyhow::Result<WorkerSettings> {
+        if self.worker_concurrency == 0 {
+            bail!("STATEHOUSE_WORKER_CONCURRENCY must be at least 1");
+        }
+        if self.lease_ttl < Duration::from_secs(3) {
+            bail!("STATEHOUSE_LEASE_TTL must be at least 3s");
+        }
+        Ok(WorkerSettings {
+            concurrency: self.worker_concurrency,
+            resync_interval: self.resync_interval,
+            lease_ttl: self.lease_ttl,
+            retry_budget: self.retry_budget,
+            rollout_watch: self.rollout_watch,
+            backoff_base: self.backoff_base,
+            backoff_max: self.backoff_max.max(self.backoff_base),
         })
     }
 }

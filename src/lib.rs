@@ -11,3 +11,4 @@ pub mod http;
 pub mod metrics;
 pub mod reconcile;
 pub mod telemetry;
+pub mod worker;

@@ -25,6 +25,18 @@ struct StatusLabels {
     status: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AwsCallLabels {
+    service: String,
+    operation: String,
+    outcome: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -32,6 +44,10 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     request_seconds: HistogramFamily<RequestLabels>,
     tenants: Family<StatusLabels, Gauge>,
+    reconciles: Family<OutcomeLabels, Counter>,
+    reconcile_seconds: Histogram,
+    aws_calls: Family<AwsCallLabels, Counter>,
+    time_to_ready: Histogram,
 }
 
 fn latency_buckets() -> Histogram {
@@ -58,11 +74,42 @@ impl Default for Metrics {
             request_seconds.clone(),
         );
         registry.register("tenants", "Tenants by status", tenants.clone());
+        let reconciles = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconcile passes by outcome (ready, deploying, deleted, retrying, failed, lost)",
+            reconciles.clone(),
+        );
+        let reconcile_seconds =
+            Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]);
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconcile pass took",
+            reconcile_seconds.clone(),
+        );
+        let aws_calls = Family::<AwsCallLabels, Counter>::default();
+        registry.register(
+            "aws_calls",
+            "Requests sent to AWS by service, operation and outcome",
+            aws_calls.clone(),
+        );
+        let time_to_ready = Histogram::new([
+            0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+        ]);
+        registry.register(
+            "time_to_ready_seconds",
+            "From a create or spec change to the tenant being ready with it",
+            time_to_ready.clone(),
+        );
         Self {
             registry,
             requests,
             request_seconds,
             tenants,
+            reconciles,
+            reconcile_seconds,
+            aws_calls,
+            time_to_ready,
         }
     }
 }
@@ -104,6 +151,26 @@ impl Metrics {
                 })
                 .set(n);
         }
+    }
+
+    pub fn reconciled(&self, outcome: &'static str, elapsed: Duration) {
+        self.reconciles
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        self.reconcile_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn aws_call(&self, service: &str, operation: &str, outcome: &'static str) {
+        let labels = AwsCallLabels {
+            service: service.to_owned(),
+            operation: operation.to_owned(),
+            outcome,
+        };
+        self.aws_calls.get_or_create(&labels).inc();
+    }
+
+    pub fn ready_after(&self, elapsed: Duration) {
+        self.time_to_ready.observe(elapsed.as_secs_f64());
     }
 
     pub fn render(&self) -> String {

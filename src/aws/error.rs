@@ -176,3 +176,14 @@ impl AwsError {
         }
     }
 }
+
+/// `map_err` adapter for one operation of one service.
+pub fn sdk<E>(
+    service: &'static str,
+    operation: &'static str,
+) -> impl FnOnce(SdkError<E>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    move |e| AwsError::from_sdk(service, operation, e)
+}

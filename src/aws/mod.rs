@@ -1,9 +1,13 @@
 //! The AWS clients statehouse calls, built from one SDK configuration.
 
+pub mod calls;
 pub mod error;
 
-use aws_config::SdkConfig;
+use std::time::Duration;
 
+use aws_config::{timeout::TimeoutConfig, SdkConfig};
+
+pub use calls::{CallCounter, CallLog, CallScope};
 pub use error::{AwsError, Retry};
 
 #[derive(Clone, Debug)]
@@ -16,29 +20,53 @@ pub struct Aws {
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub autoscaling: aws_sdk_applicationautoscaling::Client,
     pub sts: aws_sdk_sts::Client,
+    /// Every call the clients above made.
+    pub calls: CallLog,
 }
 
 impl Aws {
-    /// Loads credentials, region and `AWS_ENDPOINT_URL` the standard way.
-    pub async fn from_env() -> Self {
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Self::new(&config)
+    /// Credentials, region and `AWS_ENDPOINT_URL` the standard way, with timeouts so a
+    /// stalled connection becomes a retryable error instead of a stuck reconcile.
+    pub async fn load_config() -> SdkConfig {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(Duration::from_secs(30))
+            .build();
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(timeouts)
+            .load()
+            .await
+    }
+
+    pub fn new(config: &SdkConfig) -> Self {
+        Self::with_counter(config, CallCounter::new(CallLog::default(), None))
     }
 
     /// With a custom endpoint (an emulator), S3 is addressed path-style, since the bucket
     /// cannot be a subdomain of a loopback address.
-    pub fn new(config: &SdkConfig) -> Self {
+    pub fn with_counter(config: &SdkConfig, counter: CallCounter) -> Self {
         let s3_config = aws_sdk_s3::config::Builder::from(config)
-            .force_path_style(config.endpoint_url().is_some());
+            .force_path_style(config.endpoint_url().is_some())
+            .interceptor(counter.clone());
+        macro_rules! client {
+            ($krate:ident) => {
+                $krate::Client::from_conf(
+                    $krate::config::Builder::from(config)
+                        .interceptor(counter.clone())
+                        .build(),
+                )
+            };
+        }
         Self {
             s3: aws_sdk_s3::Client::from_conf(s3_config.build()),
-            dynamodb: aws_sdk_dynamodb::Client::new(config),
-            iam: aws_sdk_iam::Client::new(config),
-            logs: aws_sdk_cloudwatchlogs::Client::new(config),
-            ecs: aws_sdk_ecs::Client::new(config),
-            elb: aws_sdk_elasticloadbalancingv2::Client::new(config),
-            autoscaling: aws_sdk_applicationautoscaling::Client::new(config),
-            sts: aws_sdk_sts::Client::new(config),
+            dynamodb: client!(aws_sdk_dynamodb),
+            iam: client!(aws_sdk_iam),
+            logs: client!(aws_sdk_cloudwatchlogs),
+            ecs: client!(aws_sdk_ecs),
+            elb: client!(aws_sdk_elasticloadbalancingv2),
+            autoscaling: client!(aws_sdk_applicationautoscaling),
+            sts: client!(aws_sdk_sts),
+            calls: counter.log().clone(),
         }
     }
 

@@ -1,12 +1,14 @@
 //! The `statehouse` command line: the server and the admin commands.
 
+mod dev;
 mod keys;
 mod serve;
+mod worker;
 
 use clap::{Parser, Subcommand};
 
 use crate::{
-    config::{DatabaseArgs, ServeArgs},
+    config::{DatabaseArgs, ServeArgs, WorkerCommandArgs},
     telemetry::LogFormat,
 };
 
@@ -36,6 +38,12 @@ enum Command {
         after_help = "Example:\n  DATABASE_URL=postgres://postgres@127.0.0.1/statehouse statehouse serve"
     )]
     Serve(ServeArgs),
+    /// Run the reconciler alone (the same one `serve` runs unless --no-worker).
+    #[command(after_help = "Example:\n  set -a; . .dev/platform.env; set +a; statehouse worker")]
+    Worker(WorkerCommandArgs),
+    /// Local development helpers.
+    #[command(subcommand)]
+    Dev(dev::DevCommand),
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
     /// Print the OpenAPI document.
@@ -52,6 +60,8 @@ pub async fn run() -> anyhow::Result<()> {
     crate::telemetry::init(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Worker(args) => worker::run(args).await,
+        Command::Dev(command) => dev::run(command).await,
         Command::Migrate(args) => {
             let pool = crate::db::connect(&args.database_url, 1).await?;
             crate::db::MIGRATOR.run(&pool).await?;

@@ -27,12 +27,40 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(address = %args.listen, docs = %format!("http://{}/docs/", args.listen), "serving the API");
+    let metrics = Arc::new(Metrics::default());
+    // Built before serving, so a misconfigured worker stops the process at start.
+    let worker = if args.no_worker {
+        None
+    } else {
+        Some(
+            super::worker::build(
+                pool.clone(),
+                &args.platform,
+                &args.worker,
+                &settings.cell,
+                metrics.clone(),
+            )
+            .await?,
+        )
+    };
     let state = AppState {
         pool,
         settings: Arc::new(settings),
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         bootstrap_token_hash,
     };
-    http::serve(listener, state, http::shutdown_signal()).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = worker.map(|w| {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(w.run(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }))
+    });
+    let api = http::serve(listener, state, http::shutdown_signal()).await;
+    let _ = stop_tx.send(true);
+    if let Some(worker) = worker {
+        worker.await??;
+    }
+    api?;
     Ok(())
 }

@@ -3,6 +3,8 @@
 pub mod events;
 pub mod idempotency;
 pub mod keys;
+pub mod leases;
+pub mod priorities;
 pub mod tenants;
 
 use std::time::Duration;

@@ -13,6 +13,10 @@ const COLUMNS: &str =
      spec, resources, endpoint, conditions, last_error, cell, data_policy, deletion_requested_at, \
      created_at, updated_at, deleted_at";
 
+/// Makes the tenant due at once and tells a busy worker that the row moved under it.
+const WAKE: &str =
+    "next_attempt_at = now(), attempts = 0, failing_since = NULL, request_seq = request_seq + 1";
+
 pub struct NewTenant<'a> {
     pub name: StateSlug,
     pub display_name: &'a str,
@@ -78,7 +82,8 @@ pub async fn update_desired(
     c: DesiredChange<'_>,
 ) -> Result<Tenant, sqlx::Error> {
     let sql = format!(
-        "UPDATE tenants SET display_name = $2, spec = $3, generation = $4, status = $5, updated_at = now() \
+        "UPDATE tenants SET display_name = $2, spec = $3, status = $5, updated_at = now(), {WAKE}, \
+           requested_at = CASE WHEN generation = $4 THEN requested_at ELSE now() END, generation = $4 \
          WHERE id = $1 RETURNING {COLUMNS}"
     );
     sqlx::query_as(&sql)
@@ -99,7 +104,8 @@ pub async fn request_deletion(
 ) -> Result<Tenant, sqlx::Error> {
     let sql = format!(
         "UPDATE tenants SET status = 'deleting', data_policy = $2, \
-         deletion_requested_at = COALESCE(deletion_requested_at, now()), updated_at = now() \
+         deletion_requested_at = COALESCE(deletion_requested_at, now()), updated_at = now(), \
+         requested_at = COALESCE(deletion_requested_at, now()), {WAKE} \
          WHERE id = $1 RETURNING {COLUMNS}"
     );
     sqlx::query_as(&sql)
@@ -117,6 +123,14 @@ pub async fn mark_deleted(conn: &mut PgConnection, id: Uuid) -> Result<Tenant, s
          WHERE id = $1 AND status = 'deleting' RETURNING {COLUMNS}"
     );
     sqlx::query_as(&sql).bind(id).fetch_one(conn).await
+}
+
+/// Asks for an immediate pass, e.g. after something was fixed by hand. `false` when there
+/// is no live tenant of that name.
+pub async fn request_reconcile(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    let sql = format!("UPDATE tenants SET {WAKE} WHERE id = $1 AND status <> 'deleted'");
+    let done = sqlx::query(&sql).bind(id).execute(conn).await?;
+    Ok(done.rows_affected() == 1)
 }
 
 pub struct ListFilter {

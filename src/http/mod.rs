@@ -125,6 +125,18 @@ pub async fn serve(
         .await
 }
 
+/// Only `/healthz`, `/readyz` and `/metrics`: what a standalone worker exposes.
+pub async fn serve_health(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (routes, _) = health::router().split_for_parts();
+    axum::serve(listener, routes.fallback(not_found).with_state(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();

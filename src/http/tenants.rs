@@ -36,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_tenants, create_tenant))
         .routes(routes!(get_tenant, patch_tenant, delete_tenant))
         .routes(routes!(list_events))
+        .routes(routes!(reconcile_tenant))
 }
 
 const MAX_DISPLAY_NAME: usize = 100;
@@ -662,6 +663,48 @@ async fn delete_tenant(
     db::tenants::notify_changed(&mut tx, &tenant.name).await?;
     tx.commit().await?;
     Ok(tenant_response(StatusCode::ACCEPTED, &tenant, true))
+}
+
+/// Ask for an immediate reconcile.
+///
+/// The worker normally revisits every tenant once per resync interval; this makes the tenant
+/// due now, e.g. after something was repaired by hand, or to retry a tenant that failed for
+/// a reason that has since gone away. It answers at once; follow the tenant's status.
+#[utoipa::path(
+    post, path = "/v1/tenants/{name}/reconcile", tag = "tenants",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "Slug or postal code", example = "new-york")),
+    responses(
+        (status = 202, description = "A pass is due now", body = Tenant, headers(("Location" = String))),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn reconcile_tenant(
+    State(state): State<AppState>,
+    AdminCaller(caller): AdminCaller,
+    TenantName(name): TenantName,
+) -> ApiResult<Response> {
+    let mut tx = state.pool.begin().await?;
+    let current = db::tenants::lock_live(&mut tx, name)
+        .await?
+        .ok_or_else(|| not_found(name))?;
+    db::tenants::request_reconcile(&mut tx, current.id).await?;
+    let message = format!("reconcile requested by key {}", caller.key_name);
+    record(
+        &mut tx,
+        &current,
+        &caller,
+        "tenant.reconcile_requested",
+        message,
+        json!({}),
+    )
+    .await?;
+    db::tenants::notify_changed(&mut tx, &current.name).await?;
+    tx.commit().await?;
+    Ok(tenant_response(StatusCode::ACCEPTED, &current, true))
 }
 
 /// A state's history, newest first, across every tenant it has had.

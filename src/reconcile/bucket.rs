@@ -146,21 +146,31 @@ fn absent(e: AwsError, not_configured: &str) -> Result<bool, AwsError> {
     e.tolerate(&[not_configured]).map(|()| false)
 }
 
+const UNSET: Observed = Observed {
+    public_access_blocked: false,
+    encrypted: false,
+    versioned: false,
+    tls_only: false,
+    tagged: false,
+};
+
 /// Creates the bucket if it is missing (adopting one we already own) and repairs every
-/// setting that differs; makes no mutating call when everything matches.
-pub async fn ensure(s3: &Client, spec: &BucketSpec<'_>) -> Result<Changes, AwsError> {
+/// setting that differs; makes no mutating call when everything matches. When `known` is
+/// false (no earlier pass recorded the bucket) it creates first and observes only if the
+/// bucket turns out to exist, which saves the reads on a fresh tenant.
+pub async fn ensure(s3: &Client, spec: &BucketSpec<'_>, known: bool) -> Result<Changes, AwsError> {
     let mut changes = Changes::new();
-    let observed = match observe(s3, spec).await? {
-        Some(o) => o,
-        None => {
-            create(s3, spec).await?;
-            changes.push("CreateBucket");
-            Observed {
-                public_access_blocked: false,
-                encrypted: false,
-                versioned: false,
-                tls_only: false,
-                tagged: false,
+    let fresh = !known && create(s3, spec).await?;
+    let observed = if fresh {
+        changes.push("CreateBucket");
+        UNSET
+    } else {
+        match observe(s3, spec).await? {
+            Some(o) => o,
+            None => {
+                create(s3, spec).await?;
+                changes.push("CreateBucket");
+                UNSET
             }
         }
     };
@@ -212,7 +222,8 @@ pub async fn ensure(s3: &Client, spec: &BucketSpec<'_>) -> Result<Changes, AwsEr
     Ok(changes)
 }
 
-async fn create(s3: &Client, spec: &BucketSpec<'_>) -> Result<(), AwsError> {
+/// `false` when the bucket was ours already (a create whose answer was lost).
+async fn create(s3: &Client, spec: &BucketSpec<'_>) -> Result<bool, AwsError> {
     let mut request = s3.create_bucket().bucket(spec.name);
     // us-east-1 is the one region that refuses an explicit location constraint.
     if spec.region != "us-east-1" {
@@ -224,16 +235,10 @@ async fn create(s3: &Client, spec: &BucketSpec<'_>) -> Result<(), AwsError> {
         );
     }
     match request.send().await {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let e = AwsError::from_sdk(S3, "CreateBucket", e);
-            // Ours already (a create whose answer was lost): adopt it.
-            if e.is(&["BucketAlreadyOwnedByYou"]) {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        }
+        Ok(_) => Ok(true),
+        Err(e) => AwsError::from_sdk(S3, "CreateBucket", e)
+            .tolerate(&["BucketAlreadyOwnedByYou"])
+            .map(|()| false),
     }
 }
 

@@ -2,7 +2,18 @@
 //! ensure (create or repair) and delete, all safe to repeat.
 
 pub mod bucket;
+pub mod log_group;
 pub mod names;
+pub mod platform;
+pub mod progress;
+pub mod role;
+pub mod rule;
+pub mod scaling;
+pub mod service;
+pub mod table;
+pub mod target_group;
+pub mod task_def;
+pub mod tenant;
 
 use crate::domain::state::StateSlug;
 

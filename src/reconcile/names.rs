@@ -23,6 +23,7 @@ pub struct TenantNames {
     pub task_family: String,
     pub target_group: String,
     pub service: String,
+    pub scaling_policy: String,
 }
 
 /// A resource name prefix short enough for every state's bucket name to fit.
@@ -68,6 +69,7 @@ impl TenantNames {
             log_group: format!("/{p}/{s}"),
             task_family: base.clone(),
             target_group: target_group_name(p, slug),
+            scaling_policy: format!("{base}-cpu"),
             service: base,
         }
     }

@@ -150,7 +150,7 @@ fn the_openapi_command_prints_the_committed_document() {
 #[sqlx::test]
 async fn serve_refuses_a_short_bootstrap_token(pool: PgPool) {
     let out = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--no-worker", "--listen", "127.0.0.1:0"])
         .env("DATABASE_URL", database_url(&pool))
         .env("STATEHOUSE_BOOTSTRAP_ADMIN_TOKEN", "short")
         .output()
@@ -176,7 +176,7 @@ async fn serve_migrates_logs_json_with_request_ids_and_stops_cleanly_on_sigterm(
         .unwrap();
     let port = free_port();
     let mut child = Command::new(BIN)
-        .arg("serve")
+        .args(["serve", "--no-worker"])
         .env("DATABASE_URL", database_url(&pool))
         .env("STATEHOUSE_LISTEN", format!("127.0.0.1:{port}"))
         .env("STATEHOUSE_LOG_FORMAT", "json")

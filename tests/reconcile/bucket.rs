@@ -28,7 +28,7 @@ async fn a_new_bucket_has_every_security_setting_read_back_from_s3() {
     let moto = Moto::start(1).await;
     let aws = aws_for(&moto).await;
     let name = "humangov-california-123456789012-us-west-2";
-    let changes = bucket::ensure(&aws.s3, &spec(name)).await.unwrap();
+    let changes = bucket::ensure(&aws.s3, &spec(name), true).await.unwrap();
     assert_eq!(changes[0], "CreateBucket");
 
     let pab = aws
@@ -116,10 +116,10 @@ async fn ensuring_a_bucket_that_matches_makes_no_mutating_call() {
     let moto = Moto::start(1).await;
     let aws = aws_for(&moto).await;
     let name = "humangov-california-noop";
-    bucket::ensure(&aws.s3, &spec(name)).await.unwrap();
+    bucket::ensure(&aws.s3, &spec(name), true).await.unwrap();
     for _ in 0..10 {
         assert_eq!(
-            bucket::ensure(&aws.s3, &spec(name)).await.unwrap(),
+            bucket::ensure(&aws.s3, &spec(name), true).await.unwrap(),
             Vec::<&str>::new()
         );
     }
@@ -130,7 +130,7 @@ async fn a_removed_public_access_block_and_policy_are_restored() {
     let moto = Moto::start(1).await;
     let aws = aws_for(&moto).await;
     let name = "humangov-california-drift";
-    bucket::ensure(&aws.s3, &spec(name)).await.unwrap();
+    bucket::ensure(&aws.s3, &spec(name), true).await.unwrap();
     aws.s3
         .delete_public_access_block()
         .bucket(name)
@@ -148,7 +148,7 @@ async fn a_removed_public_access_block_and_policy_are_restored() {
         .unwrap()
         .unwrap();
     assert!(!observed.public_access_blocked && !observed.tls_only);
-    let changes = bucket::ensure(&aws.s3, &spec(name)).await.unwrap();
+    let changes = bucket::ensure(&aws.s3, &spec(name), true).await.unwrap();
     assert_eq!(changes, ["PutPublicAccessBlock", "PutBucketPolicy"]);
     assert_eq!(
         bucket::observe(&aws.s3, &spec(name)).await.unwrap(),
@@ -172,7 +172,7 @@ async fn a_bucket_created_before_a_crash_is_adopted_not_duplicated() {
         .send()
         .await
         .unwrap();
-    let changes = bucket::ensure(&aws.s3, &spec(name)).await.unwrap();
+    let changes = bucket::ensure(&aws.s3, &spec(name), true).await.unwrap();
     assert!(!changes.contains(&"CreateBucket"), "{changes:?}");
     assert_eq!(
         bucket::observe(&aws.s3, &spec(name)).await.unwrap(),
@@ -185,7 +185,7 @@ async fn deleting_empties_every_version_and_delete_marker_and_is_idempotent() {
     let moto = Moto::start(1).await;
     let aws = aws_for(&moto).await;
     let name = "humangov-california-purge";
-    bucket::ensure(&aws.s3, &spec(name)).await.unwrap();
+    bucket::ensure(&aws.s3, &spec(name), true).await.unwrap();
     // The emulator applies the TLS-only Deny without its condition, so write while it is off.
     aws.s3
         .delete_bucket_policy()
@@ -213,7 +213,7 @@ async fn deleting_empties_every_version_and_delete_marker_and_is_idempotent() {
         .send()
         .await
         .unwrap();
-    bucket::ensure(&aws.s3, &spec(name)).await.unwrap();
+    bucket::ensure(&aws.s3, &spec(name), true).await.unwrap();
     let changes = bucket::delete(&aws.s3, name).await.unwrap();
     assert_eq!(changes.last(), Some(&"DeleteBucket"));
     assert!(!bucket::exists(&aws.s3, name).await.unwrap());

@@ -1,0 +1,456 @@
+//! `statehouse dev bootstrap`: the shared platform of DESIGN.md inside the local AWS
+//! emulator (what terraform-modules/ makes in a real account), created idempotently, and
+//! the worker's settings for it written to an env file.
+
+use std::{fmt::Write as _, path::PathBuf};
+
+use anyhow::{bail, Context};
+use aws_sdk_ec2::types::{
+    Filter, IpPermission, ResourceType, Tag as Ec2Tag, TagSpecification, UserIdGroupPair,
+};
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, Certificate, FixedResponseActionConfig, LoadBalancerSchemeEnum,
+    ProtocolEnum, RedirectActionConfig, RedirectActionStatusCodeEnum,
+};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::aws::Aws;
+
+#[derive(Subcommand, Debug)]
+pub enum DevCommand {
+    /// Create the shared platform (VPC, subnets, security groups, cluster, ALB with HTTPS
+    /// and HTTP listeners, execution role) in the emulator at AWS_ENDPOINT_URL, and write
+    /// the worker's settings. Safe to run again: what exists is reused.
+    #[command(
+        after_help = "Example:\n  AWS_ENDPOINT_URL=http://127.0.0.1:5000 AWS_REGION=us-east-1 \\\n    statehouse dev bootstrap --out .dev/platform.env"
+    )]
+    Bootstrap(BootstrapArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BootstrapArgs {
+    /// Name (and name prefix) of the shared resources.
+    #[arg(long, default_value = "statehouse-dev")]
+    name: String,
+    /// Tenants answer on https://{state}.{base_domain}.
+    #[arg(long, default_value = "humangov.localhost")]
+    base_domain: String,
+    /// Where to write the settings, as KEY=VALUE lines.
+    #[arg(long, default_value = ".dev/platform.env")]
+    out: PathBuf,
+    /// Bootstrap even when AWS_ENDPOINT_URL is unset, i.e. against a real AWS account.
+    #[arg(long)]
+    allow_real_aws: bool,
+}
+
+pub async fn run(command: DevCommand) -> anyhow::Result<()> {
+    match command {
+        DevCommand::Bootstrap(args) => bootstrap(args).await,
+    }
+}
+
+struct Made {
+    vpc: String,
+    private_subnets: Vec<String>,
+    tasks_sg: String,
+    cluster: String,
+    listener: String,
+    execution_role: String,
+}
+
+async fn bootstrap(args: BootstrapArgs) -> anyhow::Result<()> {
+    if std::env::var_os("AWS_ENDPOINT_URL").is_none() && !args.allow_real_aws {
+        bail!("AWS_ENDPOINT_URL is not set: this command is for the local emulator (use terraform-modules/ for a real account, or pass --allow-real-aws)");
+    }
+    let config = Aws::load_config().await;
+    let region = config
+        .region()
+        .map(|r| r.as_ref().to_owned())
+        .context("no AWS region: set AWS_REGION")?;
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let aws = Aws::new(&config);
+    let account = aws.account_id().await?;
+    let made = make(&ec2, &aws, &args, &region)
+        .await
+        .context("cannot create the shared platform in the emulator")?;
+    let mut env = String::new();
+    let endpoint = config.endpoint_url().unwrap_or_default();
+    for (key, value) in [
+        ("AWS_ENDPOINT_URL", endpoint.to_owned()),
+        ("AWS_REGION", region.clone()),
+        ("STATEHOUSE_ACCOUNT_ID", account.clone()),
+        ("STATEHOUSE_BASE_DOMAIN", args.base_domain.clone()),
+        ("STATEHOUSE_CLUSTER", made.cluster.clone()),
+        ("STATEHOUSE_LISTENER_ARN", made.listener.clone()),
+        ("STATEHOUSE_VPC_ID", made.vpc.clone()),
+        ("STATEHOUSE_SUBNETS", made.private_subnets.join(",")),
+        ("STATEHOUSE_SECURITY_GROUPS", made.tasks_sg.clone()),
+        ("STATEHOUSE_EXECUTION_ROLE_ARN", made.execution_role.clone()),
+    ] {
+        if !value.is_empty() {
+            writeln!(env, "{key}={value}")?;
+        }
+    }
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(&args.out, &env)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    eprintln!(
+        "shared platform ready; settings written to {}",
+        args.out.display()
+    );
+    print!("{env}");
+    Ok(())
+}
+
+async fn make(
+    ec2: &aws_sdk_ec2::Client,
+    aws: &Aws,
+    args: &BootstrapArgs,
+    region: &str,
+) -> anyhow::Result<Made> {
+    let name = &args.name;
+    let vpc = vpc(ec2, name).await?;
+    let mut private_subnets = Vec::new();
+    let mut public_subnets = Vec::new();
+    for (i, az) in ["a", "b"].iter().enumerate() {
+        let zone = format!("{region}{az}");
+        private_subnets.push(
+            subnet(
+                ec2,
+                &vpc,
+                &format!("{name}-private-{az}"),
+                &format!("10.42.{}.0/24", i + 1),
+                &zone,
+            )
+            .await?,
+        );
+        public_subnets.push(
+            subnet(
+                ec2,
+                &vpc,
+                &format!("{name}-public-{az}"),
+                &format!("10.42.{}.0/24", i + 101),
+                &zone,
+            )
+            .await?,
+        );
+    }
+    let alb_sg = security_group(ec2, &vpc, &format!("{name}-alb"), "shared ALB").await?;
+    let tasks_sg = security_group(
+        ec2,
+        &vpc,
+        &format!("{name}-tasks"),
+        "tenant tasks: only from the ALB",
+    )
+    .await?;
+    allow_from(ec2, &tasks_sg, &alb_sg).await?;
+    let cluster = cluster(aws, name).await?;
+    let listener = load_balancer(aws, name, &public_subnets, &alb_sg).await?;
+    let execution_role = execution_role(aws, name).await?;
+    Ok(Made {
+        vpc,
+        private_subnets,
+        tasks_sg,
+        cluster,
+        listener,
+        execution_role,
+    })
+}
+
+fn name_tag(resource: ResourceType, name: &str) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(resource)
+        .tags(Ec2Tag::builder().key("Name").value(name).build())
+        .build()
+}
+
+fn by_name(name: &str) -> Filter {
+    Filter::builder().name("tag:Name").values(name).build()
+}
+
+async fn vpc(ec2: &aws_sdk_ec2::Client, name: &str) -> anyhow::Result<String> {
+    let found = ec2.describe_vpcs().filters(by_name(name)).send().await?;
+    if let Some(id) = found.vpcs().first().and_then(|v| v.vpc_id()) {
+        return Ok(id.to_owned());
+    }
+    let made = ec2
+        .create_vpc()
+        .cidr_block("10.42.0.0/16")
+        .tag_specifications(name_tag(ResourceType::Vpc, name))
+        .send()
+        .await?;
+    made.vpc()
+        .and_then(|v| v.vpc_id())
+        .map(str::to_owned)
+        .context("CreateVpc named no VPC")
+}
+
+async fn subnet(
+    ec2: &aws_sdk_ec2::Client,
+    vpc: &str,
+    name: &str,
+    cidr: &str,
+    zone: &str,
+) -> anyhow::Result<String> {
+    let found = ec2.describe_subnets().filters(by_name(name)).send().await?;
+    if let Some(id) = found.subnets().first().and_then(|s| s.subnet_id()) {
+        return Ok(id.to_owned());
+    }
+    let made = ec2
+        .create_subnet()
+        .vpc_id(vpc)
+        .cidr_block(cidr)
+        .availability_zone(zone)
+        .tag_specifications(name_tag(ResourceType::Subnet, name))
+        .send()
+        .await?;
+    made.subnet()
+        .and_then(|s| s.subnet_id())
+        .map(str::to_owned)
+        .context("CreateSubnet named no subnet")
+}
+
+async fn security_group(
+    ec2: &aws_sdk_ec2::Client,
+    vpc: &str,
+    name: &str,
+    description: &str,
+) -> anyhow::Result<String> {
+    let found = ec2
+        .describe_security_groups()
+        .filters(Filter::builder().name("group-name").values(name).build())
+        .filters(Filter::builder().name("vpc-id").values(vpc).build())
+        .send()
+        .await?;
+    if let Some(id) = found.security_groups().first().and_then(|g| g.group_id()) {
+        return Ok(id.to_owned());
+    }
+    let made = ec2
+        .create_security_group()
+        .group_name(name)
+        .description(description)
+        .vpc_id(vpc)
+        .send()
+        .await?;
+    made.group_id()
+        .map(str::to_owned)
+        .context("CreateSecurityGroup named no group")
+}
+
+/// Tasks accept HTTP only from the load balancer's group.
+async fn allow_from(ec2: &aws_sdk_ec2::Client, tasks: &str, alb: &str) -> anyhow::Result<()> {
+    let rule = IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(80)
+        .to_port(80)
+        .user_id_group_pairs(UserIdGroupPair::builder().group_id(alb).build())
+        .build();
+    match ec2
+        .authorize_security_group_ingress()
+        .group_id(tasks)
+        .ip_permissions(rule)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e)
+            if aws_sdk_ec2::error::ProvideErrorMetadata::code(&e)
+                == Some("InvalidPermission.Duplicate") =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn cluster(aws: &Aws, name: &str) -> anyhow::Result<String> {
+    let found = aws.ecs.describe_clusters().clusters(name).send().await?;
+    if found
+        .clusters()
+        .iter()
+        .any(|c| c.status() == Some("ACTIVE"))
+    {
+        return Ok(name.to_owned());
+    }
+    aws.ecs.create_cluster().cluster_name(name).send().await?;
+    Ok(name.to_owned())
+}
+
+/// The shared ALB, its HTTPS listener (404 unless a tenant's host rule matches) and an
+/// HTTP listener that redirects to HTTPS. Returns the HTTPS listener's ARN.
+async fn load_balancer(
+    aws: &Aws,
+    name: &str,
+    subnets: &[String],
+    sg: &str,
+) -> anyhow::Result<String> {
+    let elb = &aws.elb;
+    let found = elb.describe_load_balancers().names(name).send().await;
+    let lb_arn = match found.ok().and_then(|f| {
+        f.load_balancers()
+            .first()
+            .and_then(|l| l.load_balancer_arn().map(str::to_owned))
+    }) {
+        Some(arn) => arn,
+        None => elb
+            .create_load_balancer()
+            .name(name)
+            .scheme(LoadBalancerSchemeEnum::InternetFacing)
+            .set_subnets(Some(subnets.to_vec()))
+            .security_groups(sg)
+            .send()
+            .await?
+            .load_balancers()
+            .first()
+            .and_then(|l| l.load_balancer_arn())
+            .map(str::to_owned)
+            .context("CreateLoadBalancer named no load balancer")?,
+    };
+    let listeners = elb
+        .describe_listeners()
+        .load_balancer_arn(&lb_arn)
+        .send()
+        .await?;
+    let on_port = |port: i32| {
+        listeners
+            .listeners()
+            .iter()
+            .find(|l| l.port() == Some(port))
+            .and_then(|l| l.listener_arn().map(str::to_owned))
+    };
+    if on_port(80).is_none() {
+        let redirect = RedirectActionConfig::builder()
+            .protocol("HTTPS")
+            .port("443")
+            .status_code(RedirectActionStatusCodeEnum::Http301)
+            .build();
+        elb.create_listener()
+            .load_balancer_arn(&lb_arn)
+            .protocol(ProtocolEnum::Http)
+            .port(80)
+            .default_actions(
+                Action::builder()
+                    .r#type(ActionTypeEnum::Redirect)
+                    .redirect_config(redirect)
+                    .build(),
+            )
+            .send()
+            .await?;
+    }
+    if let Some(arn) = on_port(443) {
+        return Ok(arn);
+    }
+    let not_found = FixedResponseActionConfig::builder()
+        .status_code("404")
+        .content_type("text/plain")
+        .message_body("no such state")
+        .build();
+    let certificate = certificate(aws, name).await?;
+    let made = elb
+        .create_listener()
+        .load_balancer_arn(&lb_arn)
+        .protocol(ProtocolEnum::Https)
+        .port(443)
+        .ssl_policy("ELBSecurityPolicy-TLS13-1-2-2021-06")
+        .certificates(Certificate::builder().certificate_arn(certificate).build())
+        .default_actions(
+            Action::builder()
+                .r#type(ActionTypeEnum::FixedResponse)
+                .fixed_response_config(not_found)
+                .build(),
+        )
+        .send()
+        .await?;
+    made.listeners()
+        .first()
+        .and_then(|l| l.listener_arn())
+        .map(str::to_owned)
+        .context("CreateListener named no listener")
+}
+
+/// A stand-in for the ACM certificate of `*.base_domain` that terraform-modules/platform
+/// requests: the emulator checks only that the listener's certificate exists.
+async fn certificate(aws: &Aws, name: &str) -> anyhow::Result<String> {
+    let cert_name = format!("{name}-wildcard");
+    if let Ok(found) = aws
+        .iam
+        .get_server_certificate()
+        .server_certificate_name(&cert_name)
+        .send()
+        .await
+    {
+        if let Some(meta) = found
+            .server_certificate()
+            .and_then(|c| c.server_certificate_metadata())
+        {
+            return Ok(meta.arn().to_owned());
+        }
+    }
+    let made = aws
+        .iam
+        .upload_server_certificate()
+        .server_certificate_name(&cert_name)
+        .certificate_body("-----BEGIN CERTIFICATE-----\nemulator\n-----END CERTIFICATE-----\n")
+        .private_key("-----BEGIN PRIVATE KEY-----\nemulator\n-----END PRIVATE KEY-----\n")
+        .send()
+        .await?;
+    made.server_certificate_metadata()
+        .map(|m| m.arn().to_owned())
+        .context("UploadServerCertificate named no certificate")
+}
+
+/// The role ECS uses to pull images and write logs, for every tenant's tasks.
+async fn execution_role(aws: &Aws, name: &str) -> anyhow::Result<String> {
+    let role_name = format!("{name}-execution");
+    if let Ok(found) = aws.iam.get_role().role_name(&role_name).send().await {
+        if let Some(role) = found.role() {
+            return Ok(role.arn().to_owned());
+        }
+    }
+    let trust = json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Service": "ecs-tasks.amazonaws.com" },
+            "Action": "sts:AssumeRole"
+        }]
+    });
+    let made = aws
+        .iam
+        .create_role()
+        .role_name(&role_name)
+        .assume_role_policy_document(trust.to_string())
+        .send()
+        .await?;
+    let policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["ecr:GetAuthorizationToken"],
+                "Resource": "*"
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
+                "Resource": "arn:aws:ecr:*:*:repository/humangov/*"
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": "arn:aws:logs:*:*:log-group:/humangov/*"
+            }
+        ]
+    });
+    aws.iam
+        .put_role_policy()
+        .role_name(&role_name)
+        .policy_name("pull-images-and-write-logs")
+        .policy_document(policy.to_string())
+        .send()
+        .await?;
+    Ok(made.role().map(|r| r.arn().to_owned()).unwrap_or_default())
+}

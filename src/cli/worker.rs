@@ -1,0 +1,93 @@
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::{
+    aws::{calls::OnCall, Aws, CallCounter, CallLog},
+    config::{PlatformArgs, WorkerArgs, WorkerCommandArgs},
+    db,
+    http::{self, AppState},
+    metrics::Metrics,
+    worker::Worker,
+};
+
+/// Builds a worker from the environment: AWS clients (counting every call into `metrics`),
+/// the account and region, and the shared platform's settings.
+pub async fn build(
+    pool: sqlx::PgPool,
+    platform: &PlatformArgs,
+    worker: &WorkerArgs,
+    cell: &str,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Worker> {
+    let settings = worker.settings()?;
+    let config = Aws::load_config().await;
+    let region = config
+        .region()
+        .map(|r| r.as_ref().to_owned())
+        .context("no AWS region: set AWS_REGION")?;
+    let counted = metrics.clone();
+    let on_call: OnCall = Arc::new(move |key| {
+        counted.aws_call(&key.service, &key.operation, key.outcome);
+    });
+    let aws = Aws::with_counter(&config, CallCounter::new(CallLog::default(), Some(on_call)));
+    let account = match &platform.account_id {
+        Some(a) => a.clone(),
+        None => aws.account_id().await.context(
+            "cannot find the AWS account (set STATEHOUSE_ACCOUNT_ID or check credentials)",
+        )?,
+    };
+    let platform = platform.platform(cell, account, region)?;
+    Ok(Worker {
+        id: Worker::new_id(),
+        pool,
+        aws,
+        platform: Arc::new(platform),
+        settings,
+        metrics,
+    })
+}
+
+/// `statehouse worker`: the reconciler alone, with /healthz, /readyz and /metrics.
+pub async fn run(args: WorkerCommandArgs) -> anyhow::Result<()> {
+    let api_settings = args.tenants.settings()?;
+    let pool = db::connect(
+        &args.database.database_url,
+        args.database.db_max_connections,
+    )
+    .await
+    .context("cannot connect to the database at DATABASE_URL")?;
+    db::MIGRATOR
+        .run(&pool)
+        .await
+        .context("cannot apply database migrations")?;
+    let metrics = Arc::new(Metrics::default());
+    let worker = build(
+        pool.clone(),
+        &args.platform,
+        &args.worker,
+        &api_settings.cell,
+        metrics.clone(),
+    )
+    .await?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let state = AppState {
+        pool,
+        settings: Arc::new(api_settings),
+        metrics,
+        bootstrap_token_hash: None,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let health = tokio::spawn(http::serve_health(listener, state, wait(stop_rx)));
+    worker.run(http::shutdown_signal()).await?;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), health).await;
+    Ok(())
+}
+
+async fn wait(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}

@@ -1,0 +1,243 @@
+//! Claiming tenants for reconciling, and the writes a worker makes while it holds a claim.
+//! Every write after the claim is fenced by the claim's token: once the lease has passed to
+//! another worker, the old holder's writes change nothing and report [`Fenced`].
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgExecutor, PgPool};
+use uuid::Uuid;
+
+use crate::domain::tenant::{Condition, Tenant, TenantStatus};
+
+/// A write refused because the lease is no longer ours.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("the lease on the tenant was lost to another worker")]
+    Fenced,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// A tenant claimed for one pass.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub tenant: Tenant,
+    pub token: Uuid,
+    pub request_seq: i64,
+    pub requested_at: DateTime<Utc>,
+    pub attempts: i32,
+    pub failing_since: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    #[sqlx(flatten)]
+    tenant: Tenant,
+    lease_token: Uuid,
+    request_seq: i64,
+    requested_at: DateTime<Utc>,
+    attempts: i32,
+    failing_since: Option<DateTime<Utc>>,
+}
+
+const TENANT_COLUMNS: &str =
+    "id, name, display_name, postal_code, status, generation, observed_generation, \
+     spec, resources, endpoint, conditions, last_error, cell, data_policy, deletion_requested_at, \
+     created_at, updated_at, deleted_at";
+
+/// Claims up to `limit` due tenants whose lease is free or expired. The row locks last only
+/// for this statement; the lease is what keeps other workers off afterwards.
+pub async fn claim(
+    pool: &PgPool,
+    owner: &str,
+    ttl: Duration,
+    limit: i64,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE tenants t SET lease_token = gen_random_uuid(), lease_owner = $1, \
+             lease_expires_at = now() + make_interval(secs => $2) \
+         FROM (SELECT id FROM tenants \
+               WHERE status <> 'deleted' AND next_attempt_at <= now() \
+                 AND (lease_expires_at IS NULL OR lease_expires_at < now()) \
+               ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) due \
+         WHERE t.id = due.id \
+         RETURNING {}, t.lease_token, t.request_seq, t.requested_at, t.attempts, t.failing_since",
+        TENANT_COLUMNS
+            .split(", ")
+            .map(|c| format!("t.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let rows: Vec<ClaimRow> = sqlx::query_as(&sql)
+        .bind(owner)
+        .bind(ttl.as_secs_f64())
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Claimed {
+            tenant: r.tenant,
+            token: r.lease_token,
+            request_seq: r.request_seq,
+            requested_at: r.requested_at,
+            attempts: r.attempts,
+            failing_since: r.failing_since,
+        })
+        .collect())
+}
+
+fn fenced(rows: u64) -> Result<(), LeaseError> {
+    if rows == 1 {
+        Ok(())
+    } else {
+        Err(LeaseError::Fenced)
+    }
+}
+
+/// Extends the lease; `Fenced` means another worker has it now.
+pub async fn heartbeat(
+    ex: impl PgExecutor<'_>,
+    id: Uuid,
+    token: Uuid,
+    ttl: Duration,
+) -> Result<(), LeaseError> {
+    let done = sqlx::query(
+        "UPDATE tenants SET lease_expires_at = now() + make_interval(secs => $3) \
+         WHERE id = $1 AND lease_token = $2",
+    )
+    .bind(id)
+    .bind(token)
+    .bind(ttl.as_secs_f64())
+    .execute(ex)
+    .await?;
+    fenced(done.rows_affected())
+}
+
+/// Writes what the worker knows so far: resources, conditions, and optionally a status.
+pub async fn record_progress(
+    ex: impl PgExecutor<'_>,
+    id: Uuid,
+    token: Uuid,
+    resources: &Value,
+    conditions: &[Condition],
+    status: Option<TenantStatus>,
+) -> Result<(), LeaseError> {
+    let done = sqlx::query(
+        "UPDATE tenants SET resources = $3, conditions = $4, status = COALESCE($5, status), \
+             updated_at = now() \
+         WHERE id = $1 AND lease_token = $2",
+    )
+    .bind(id)
+    .bind(token)
+    .bind(resources)
+    .bind(sqlx::types::Json(conditions))
+    .bind(status)
+    .execute(ex)
+    .await?;
+    fenced(done.rows_affected())
+}
+
+/// Appends to the tenant's history, only while the lease is ours.
+pub async fn event(
+    ex: impl PgExecutor<'_>,
+    claimed: (&Tenant, Uuid),
+    actor: &str,
+    action: &str,
+    message: &str,
+    details: &Value,
+) -> Result<(), LeaseError> {
+    let (tenant, token) = claimed;
+    let done = sqlx::query(
+        "INSERT INTO tenant_events (tenant_id, tenant_name, actor, action, generation, message, details) \
+         SELECT $1, $2, $3, $4, $5, $6, $7 FROM tenants WHERE id = $1 AND lease_token = $8",
+    )
+    .bind(tenant.id)
+    .bind(&tenant.name)
+    .bind(actor)
+    .bind(action)
+    .bind(tenant.generation)
+    .bind(message)
+    .bind(details)
+    .bind(token)
+    .execute(ex)
+    .await?;
+    fenced(done.rows_affected())
+}
+
+/// How a pass ended, as the row should show it.
+pub struct Release<'a> {
+    pub status: TenantStatus,
+    /// Set when every resource matched generation `observed_generation`.
+    pub observed_generation: Option<i64>,
+    pub endpoint: Option<&'a str>,
+    pub last_error: Option<&'a str>,
+    /// When to look again, unless an API write arrived meanwhile (then at once).
+    pub next_attempt_in: Option<Duration>,
+    pub attempts: i32,
+    pub failing_since: Option<DateTime<Utc>>,
+}
+
+/// Ends the lease. `request_seq` is the value seen at claim time: if the API wrote since,
+/// the tenant is due again immediately.
+pub async fn release(
+    ex: impl PgExecutor<'_>,
+    claimed: &Claimed,
+    r: Release<'_>,
+) -> Result<(), LeaseError> {
+    let done = sqlx::query(
+        "UPDATE tenants SET lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, \
+             status = $3, observed_generation = COALESCE($4, observed_generation), \
+             endpoint = $5, last_error = $6, attempts = $8, failing_since = $9, updated_at = now(), \
+             next_attempt_at = CASE WHEN request_seq <> $10 THEN now() \
+                                    WHEN $7::float8 IS NULL THEN 'infinity' \
+                                    ELSE now() + make_interval(secs => $7) END \
+         WHERE id = $1 AND lease_token = $2",
+    )
+    .bind(claimed.tenant.id)
+    .bind(claimed.token)
+    .bind(r.status)
+    .bind(r.observed_generation)
+    .bind(r.endpoint)
+    .bind(r.last_error)
+    .bind(r.next_attempt_in.map(|d| d.as_secs_f64()))
+    .bind(r.attempts)
+    .bind(r.failing_since)
+    .bind(claimed.request_seq)
+    .execute(ex)
+    .await?;
+    fenced(done.rows_affected())
+}
+
+/// The last step of a deletion: the tombstone, with the lease ended.
+pub async fn finish_deletion(pool: &PgPool, claimed: &Claimed) -> Result<(), LeaseError> {
+    let mut tx = pool.begin().await?;
+    let done = sqlx::query(
+        "UPDATE tenants SET status = 'deleted', deleted_at = now(), endpoint = NULL, \
+             lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
+         WHERE id = $1 AND lease_token = $2 AND status = 'deleting'",
+    )
+    .bind(claimed.tenant.id)
+    .bind(claimed.token)
+    .execute(&mut *tx)
+    .await?;
+    fenced(done.rows_affected())?;
+    sqlx::query("DELETE FROM rule_priorities WHERE tenant_id = $1")
+        .bind(claimed.tenant.id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// When the next tenant falls due, so an idle worker sleeps exactly until then.
+pub async fn next_due(pool: &PgPool) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT min(GREATEST(next_attempt_at, COALESCE(lease_expires_at, next_attempt_at))) \
+         FROM tenants WHERE status <> 'deleted' AND next_attempt_at < 'infinity'",
+    )
+    .fetch_one(pool)
+    .await
+}

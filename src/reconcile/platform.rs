@@ -1,0 +1,64 @@
+//! The shared platform the tenants are placed on, as the worker is told about it: made once
+//! by terraform-modules/ (or `statehouse dev bootstrap` in the emulator).
+
+use std::time::Duration;
+
+use super::names::{Prefix, TenantNames};
+use crate::domain::state::StateSlug;
+
+/// One shared load balancer + cluster. An ALB holds at most 100 target groups, so a large
+/// platform has several cells; a tenant stays in the cell it was placed in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cell {
+    pub name: String,
+    pub cluster: String,
+    /// The shared HTTPS listener the tenants' host rules go on.
+    pub listener_arn: String,
+    pub vpc_id: String,
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Platform {
+    pub prefix: Prefix,
+    pub account: String,
+    pub region: String,
+    /// Tenants answer on `https://{slug}.{base_domain}`.
+    pub base_domain: String,
+    /// The shared role ECS uses to pull images and write logs.
+    pub execution_role_arn: String,
+    pub log_retention_days: i32,
+    /// A deployment not completed this long after ECS started it is reported as failed.
+    pub deployment_timeout: Duration,
+    pub cells: Vec<Cell>,
+}
+
+impl Platform {
+    pub fn names(&self, slug: StateSlug) -> TenantNames {
+        TenantNames::new(&self.prefix, slug, &self.account, &self.region)
+    }
+
+    pub fn cell(&self, name: &str) -> Option<&Cell> {
+        self.cells.iter().find(|c| c.name == name)
+    }
+
+    pub fn host(&self, slug: StateSlug) -> String {
+        format!("{slug}.{}", self.base_domain)
+    }
+
+    pub fn endpoint(&self, slug: StateSlug) -> String {
+        format!("https://{}", self.host(slug))
+    }
+
+    pub fn table_arn(&self, table: &str) -> String {
+        format!(
+            "arn:aws:dynamodb:{}:{}:table/{table}",
+            self.region, self.account
+        )
+    }
+
+    pub fn role_arn(&self, role: &str) -> String {
+        format!("arn:aws:iam::{}:role/{role}", self.account)
+    }
+}

@@ -1,0 +1,222 @@
+//! The tenant's target group on the shared ALB: IP targets (Fargate tasks), HTTP on port 80
+//! (nginx), health-checked through nginx, with a short deregistration delay so deploys and
+//! deletes do not wait the default five minutes.
+
+use aws_sdk_elasticloadbalancingv2::{
+    types::{ProtocolEnum, Tag, TargetGroup, TargetGroupAttribute, TargetTypeEnum},
+    Client,
+};
+
+use super::{tenant_tags, Changes};
+use crate::{
+    aws::{error::sdk, AwsError, Retry},
+    domain::state::StateSlug,
+};
+
+const ELB: &str = "elasticloadbalancing";
+const PORT: i32 = 80;
+const HEALTH_PATH: &str = "/";
+const HEALTH_MATCHER: &str = "200-399";
+const DEREGISTRATION_DELAY: &str = "deregistration_delay.timeout_seconds";
+const DEREGISTRATION_SECONDS: &str = "30";
+
+pub struct TargetGroupSpec<'a> {
+    pub name: &'a str,
+    pub vpc_id: &'a str,
+    pub tenant: StateSlug,
+}
+
+pub async fn describe(elb: &Client, name: &str) -> Result<Option<TargetGroup>, AwsError> {
+    match elb.describe_target_groups().names(name).send().await {
+        Ok(out) => Ok(out.target_groups.unwrap_or_default().into_iter().next()),
+        Err(e) => AwsError::from_sdk(ELB, "DescribeTargetGroups", e)
+            .tolerate(&["TargetGroupNotFound"])
+            .map(|()| None),
+    }
+}
+
+pub(super) fn tag_list(tenant: StateSlug) -> Vec<Tag> {
+    tenant_tags(tenant)
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+/// Whether every resource in `arns` carries the tenant's tags.
+pub(super) async fn tagged(elb: &Client, arn: &str, tenant: StateSlug) -> Result<bool, AwsError> {
+    let out = elb
+        .describe_tags()
+        .resource_arns(arn)
+        .send()
+        .await
+        .map_err(sdk(ELB, "DescribeTags"))?;
+    let have = out
+        .tag_descriptions()
+        .iter()
+        .flat_map(|d| d.tags())
+        .collect::<Vec<_>>();
+    Ok(tenant_tags(tenant).iter().all(|(k, v)| {
+        have.iter()
+            .any(|t| t.key() == Some(*k) && t.value() == Some(v.as_str()))
+    }))
+}
+
+fn health_ok(tg: &TargetGroup) -> bool {
+    tg.health_check_path() == Some(HEALTH_PATH)
+        && tg.health_check_enabled() != Some(false)
+        && tg
+            .matcher()
+            .and_then(|m| m.http_code())
+            .is_none_or(|c| c == HEALTH_MATCHER)
+}
+
+fn immutable_ok(tg: &TargetGroup, spec: &TargetGroupSpec<'_>) -> bool {
+    tg.protocol() == Some(&ProtocolEnum::Http)
+        && tg.port() == Some(PORT)
+        && tg.target_type() == Some(&TargetTypeEnum::Ip)
+        && tg.vpc_id() == Some(spec.vpc_id)
+}
+
+async fn create(elb: &Client, spec: &TargetGroupSpec<'_>) -> Result<String, AwsError> {
+    let out = elb
+        .create_target_group()
+        .name(spec.name)
+        .protocol(ProtocolEnum::Http)
+        .port(PORT)
+        .vpc_id(spec.vpc_id)
+        .target_type(TargetTypeEnum::Ip)
+        .health_check_path(HEALTH_PATH)
+        .health_check_interval_seconds(15)
+        .healthy_threshold_count(2)
+        .unhealthy_threshold_count(3)
+        .matcher(
+            aws_sdk_elasticloadbalancingv2::types::Matcher::builder()
+                .http_code(HEALTH_MATCHER)
+                .build(),
+        )
+        .set_tags(Some(tag_list(spec.tenant)))
+        .send()
+        .await
+        .map_err(sdk(ELB, "CreateTargetGroup"))?;
+    out.target_groups()
+        .first()
+        .and_then(|t| t.target_group_arn())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            AwsError::new(
+                ELB,
+                "CreateTargetGroup",
+                "MissingArn",
+                "the answer named no target group",
+                Retry::Transient,
+            )
+        })
+}
+
+async fn set_delay(elb: &Client, arn: &str) -> Result<(), AwsError> {
+    elb.modify_target_group_attributes()
+        .target_group_arn(arn)
+        .attributes(
+            TargetGroupAttribute::builder()
+                .key(DEREGISTRATION_DELAY)
+                .value(DEREGISTRATION_SECONDS)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(sdk(ELB, "ModifyTargetGroupAttributes"))?;
+    Ok(())
+}
+
+/// Returns the target group's ARN and what was changed. CreateTargetGroup with the same
+/// settings answers with the existing group, so a create after a lost answer adopts it.
+pub async fn ensure(
+    elb: &Client,
+    spec: &TargetGroupSpec<'_>,
+    known: bool,
+) -> Result<(String, Changes), AwsError> {
+    let existing = if known {
+        describe(elb, spec.name).await?
+    } else {
+        None
+    };
+    let Some(tg) = existing else {
+        let arn = create(elb, spec).await?;
+        set_delay(elb, &arn).await?;
+        return Ok((
+            arn,
+            vec!["CreateTargetGroup", "ModifyTargetGroupAttributes"],
+        ));
+    };
+    let arn = tg.target_group_arn().unwrap_or_default().to_owned();
+    if !immutable_ok(&tg, spec) {
+        return Err(AwsError::new(
+            ELB,
+            "DescribeTargetGroups",
+            "IncompatibleTargetGroup",
+            format!(
+                "target group {} exists with another protocol, port, target type or VPC; it cannot be changed in place",
+                spec.name
+            ),
+            Retry::Permanent,
+        ));
+    }
+    let mut changes = Changes::new();
+    if !health_ok(&tg) {
+        elb.modify_target_group()
+            .target_group_arn(&arn)
+            .health_check_enabled(true)
+            .health_check_path(HEALTH_PATH)
+            .matcher(
+                aws_sdk_elasticloadbalancingv2::types::Matcher::builder()
+                    .http_code(HEALTH_MATCHER)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(sdk(ELB, "ModifyTargetGroup"))?;
+        changes.push("ModifyTargetGroup");
+    }
+    let attributes = elb
+        .describe_target_group_attributes()
+        .target_group_arn(&arn)
+        .send()
+        .await
+        .map_err(sdk(ELB, "DescribeTargetGroupAttributes"))?;
+    let delay_ok = attributes.attributes().iter().any(|a| {
+        a.key() == Some(DEREGISTRATION_DELAY) && a.value() == Some(DEREGISTRATION_SECONDS)
+    });
+    if !delay_ok {
+        set_delay(elb, &arn).await?;
+        changes.push("ModifyTargetGroupAttributes");
+    }
+    if !tagged(elb, &arn, spec.tenant).await? {
+        elb.add_tags()
+            .resource_arns(&arn)
+            .set_tags(Some(tag_list(spec.tenant)))
+            .send()
+            .await
+            .map_err(sdk(ELB, "AddTags"))?;
+        changes.push("AddTags");
+    }
+    Ok((arn, changes))
+}
+
+/// Fails (transiently) while a listener rule still uses it; the rule goes first.
+pub async fn delete(elb: &Client, name: &str) -> Result<Changes, AwsError> {
+    let Some(tg) = describe(elb, name).await? else {
+        return Ok(Changes::new());
+    };
+    let arn = tg.target_group_arn().unwrap_or_default();
+    match elb.delete_target_group().target_group_arn(arn).send().await {
+        Ok(_) => Ok(vec!["DeleteTargetGroup"]),
+        Err(e) => {
+            let mut e = AwsError::from_sdk(ELB, "DeleteTargetGroup", e);
+            if e.is(&["ResourceInUse"]) {
+                e.retry = Retry::Transient;
+            }
+            e.tolerate(&["TargetGroupNotFound"])
+                .map(|()| Changes::new())
+        }
+    }
+}

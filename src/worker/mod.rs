@@ -1,0 +1,143 @@
+//! The reconcile loop: claim due tenants with leases, run one pass each (bounded
+//! concurrency), release them with when to look again. Woken by NOTIFY for API writes, and
+//! by the earliest due time otherwise (backoffs, resyncs, expired leases of dead workers).
+
+mod pass;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use sqlx::{postgres::PgListener, PgPool};
+use tokio::{sync::Notify, task::JoinSet};
+
+use crate::{
+    aws::Aws,
+    db::{self, leases},
+    metrics::Metrics,
+    reconcile::platform::Platform,
+};
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Tenants reconciled at once by this process.
+    pub concurrency: usize,
+    /// Every tenant is revisited this often, to repair drift.
+    pub resync_interval: Duration,
+    pub lease_ttl: Duration,
+    /// How long transient errors may go on before the tenant shows `failed`.
+    pub retry_budget: Duration,
+    /// How long one pass watches a deployment before handing the tenant back.
+    pub rollout_watch: Duration,
+    /// Backoff after the first failure, doubled per attempt up to `backoff_max`.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+pub struct Worker {
+    pub id: String,
+    pub pool: PgPool,
+    pub aws: Aws,
+    pub platform: Arc<Platform>,
+    pub settings: WorkerSettings,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Longest idle sleep: how late an expired lease of a dead worker is noticed at worst.
+const MAX_IDLE: Duration = Duration::from_secs(5);
+
+impl Worker {
+    pub fn new_id() -> String {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+        format!(
+            "{host}:{}:{}",
+            std::process::id(),
+            &uuid::Uuid::now_v7().simple().to_string()[24..]
+        )
+    }
+
+    /// Runs until `shutdown` resolves, then lets the passes under way finish.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let this = Arc::new(self);
+        let wake = Arc::new(Notify::new());
+        let listener = tokio::spawn(listen(this.pool.clone(), wake.clone()));
+        tracing::info!(worker = %this.id, concurrency = this.settings.concurrency, "worker started");
+        let mut passes = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            let free = this.settings.concurrency.saturating_sub(passes.len());
+            let mut claimed_all = false;
+            if free > 0 {
+                match leases::claim(&this.pool, &this.id, this.settings.lease_ttl, free as i64)
+                    .await
+                {
+                    Ok(claimed) => {
+                        claimed_all = claimed.len() == free;
+                        for c in claimed {
+                            passes.spawn(pass::run(this.clone(), c));
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot claim tenants; retrying"),
+                }
+            }
+            let idle = if claimed_all || free == 0 {
+                MAX_IDLE
+            } else {
+                this.until_next_due().await
+            };
+            tokio::select! {
+                () = wake.notified() => {}
+                Some(_) = passes.join_next(), if !passes.is_empty() => {}
+                () = tokio::time::sleep(idle), if !claimed_all => {}
+                () = &mut shutdown => break,
+            }
+        }
+        listener.abort();
+        tracing::info!(worker = %this.id, in_flight = passes.len(), "worker stopping; finishing passes under way");
+        while passes.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    async fn until_next_due(&self) -> Duration {
+        match leases::next_due(&self.pool).await {
+            Ok(Some(at)) => (at - chrono::Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .clamp(Duration::from_millis(5), MAX_IDLE),
+            Ok(None) => MAX_IDLE,
+            Err(_) => Duration::from_secs(1),
+        }
+    }
+}
+
+/// Turns every NOTIFY on the tenant channel into a wake-up. A lost connection is
+/// re-established; a wake is sent after it, in case a notification was missed meanwhile.
+async fn listen(pool: PgPool, wake: Arc<Notify>) {
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(db::TENANT_CHANGED_CHANNEL).await {
+            tracing::warn!(error = %e, "cannot LISTEN; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        wake.notify_one();
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(_)) => wake.notify_one(),
+                Ok(None) => {
+                    wake.notify_one();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    break;
+                }
+            }
+        }
+    }
+}
