@@ -2,6 +2,7 @@
 //! ensure (create or repair) and delete, all safe to repeat.
 
 pub mod bucket;
+pub mod inventory;
 pub mod log_group;
 pub mod names;
 pub mod platform;

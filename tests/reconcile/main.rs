@@ -4,6 +4,8 @@
 mod moto;
 
 mod bucket;
+mod harness;
+mod worker;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::config::Credentials;

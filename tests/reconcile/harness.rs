@@ -1,0 +1,309 @@
+//! A worker against a private emulator and a fresh database: the shared platform made by
+//! the real `statehouse dev bootstrap`, tenants written as the API writes them.
+
+use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+
+use sqlx::PgPool;
+use statehouse::{
+    aws::Aws,
+    db,
+    domain::{
+        spec::SpecDoc,
+        state::StateSlug,
+        tenant::{DataPolicy, Tenant, TenantStatus},
+    },
+    metrics::Metrics,
+    reconcile::{
+        names::Prefix,
+        platform::{Cell, Platform},
+    },
+    worker::{Worker, WorkerSettings},
+};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+use crate::{aws_for, moto::Moto, REGION};
+
+pub struct Stack {
+    /// Kept so the emulator lives as long as the stack.
+    _moto: Moto,
+    pub aws: Aws,
+    pub platform: Platform,
+    pub pool: PgPool,
+    stop: Option<oneshot::Sender<()>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+pub fn settings() -> WorkerSettings {
+    WorkerSettings {
+        concurrency: 16,
+        resync_interval: Duration::from_secs(3600),
+        lease_ttl: Duration::from_secs(15),
+        retry_budget: Duration::from_secs(60),
+        rollout_watch: Duration::from_secs(2),
+        backoff_base: Duration::from_millis(200),
+        backoff_max: Duration::from_secs(2),
+    }
+}
+
+/// Runs `statehouse dev bootstrap` against the emulator and reads what it wrote.
+async fn bootstrap(moto: &Moto) -> HashMap<String, String> {
+    let dir = std::env::temp_dir().join(format!("statehouse-test-{}", uuid::Uuid::now_v7()));
+    let out = dir.join("platform.env");
+    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_statehouse"))
+        .args(["dev", "bootstrap", "--out"])
+        .arg(&out)
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_REGION", REGION)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await
+        .expect("run statehouse dev bootstrap");
+    assert!(status.success(), "dev bootstrap failed");
+    let text = std::fs::read_to_string(&out).expect("the bootstrap's env file");
+    let _ = std::fs::remove_dir_all(dir);
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+impl Stack {
+    /// An emulator whose services run `running_tasks` tasks, the shared platform in it, and
+    /// a worker (with `settings`) on the database.
+    pub async fn start(pool: PgPool, running_tasks: u32, settings: WorkerSettings) -> Self {
+        Self::start_with(pool, running_tasks, settings, Duration::from_secs(600)).await
+    }
+
+    pub async fn start_with(
+        pool: PgPool,
+        running_tasks: u32,
+        settings: WorkerSettings,
+        deployment_timeout: Duration,
+    ) -> Self {
+        let moto = Moto::start(running_tasks).await;
+        let env = bootstrap(&moto).await;
+        let get = |k: &str| {
+            env.get(k)
+                .cloned()
+                .unwrap_or_else(|| panic!("{k} in the bootstrap output"))
+        };
+        let platform = Platform {
+            prefix: Prefix::parse("humangov").unwrap(),
+            account: get("STATEHOUSE_ACCOUNT_ID"),
+            region: REGION.to_owned(),
+            base_domain: get("STATEHOUSE_BASE_DOMAIN"),
+            execution_role_arn: get("STATEHOUSE_EXECUTION_ROLE_ARN"),
+            log_retention_days: 30,
+            deployment_timeout,
+            cells: vec![Cell {
+                name: "cell-1".into(),
+                cluster: get("STATEHOUSE_CLUSTER"),
+                listener_arn: get("STATEHOUSE_LISTENER_ARN"),
+                vpc_id: get("STATEHOUSE_VPC_ID"),
+                subnets: get("STATEHOUSE_SUBNETS")
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect(),
+                security_groups: vec![get("STATEHOUSE_SECURITY_GROUPS")],
+            }],
+        };
+        let aws = aws_for(&moto).await;
+        let mut stack = Self {
+            _moto: moto,
+            aws,
+            platform,
+            pool,
+            stop: None,
+            worker: None,
+        };
+        stack.start_worker(settings);
+        stack
+    }
+
+    fn start_worker(&mut self, settings: WorkerSettings) {
+        let worker = Worker {
+            id: Worker::new_id(),
+            pool: self.pool.clone(),
+            aws: self.aws.clone(),
+            platform: Arc::new(self.platform.clone()),
+            settings,
+            metrics: Arc::new(Metrics::default()),
+        };
+        let (tx, rx) = oneshot::channel();
+        self.stop = Some(tx);
+        self.worker = Some(tokio::spawn(async move {
+            worker
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("the worker stops cleanly");
+        }));
+    }
+
+    pub fn cell(&self) -> &Cell {
+        &self.platform.cells[0]
+    }
+
+    /// Creates a tenant as the API does (row, event, NOTIFY).
+    pub async fn create(&self, name: &str, spec: SpecDoc) -> Tenant {
+        let slug = StateSlug::parse(name).unwrap();
+        let mut tx = self.pool.begin().await.unwrap();
+        let tenant = db::tenants::insert(
+            &mut tx,
+            db::tenants::NewTenant {
+                name: slug,
+                display_name: slug.official_name(),
+                spec: &spec,
+                cell: "cell-1",
+            },
+        )
+        .await
+        .unwrap();
+        db::tenants::notify_changed(&mut tx, name).await.unwrap();
+        tx.commit().await.unwrap();
+        tenant
+    }
+
+    pub async fn update_spec(&self, name: &str, spec: SpecDoc) {
+        let slug = StateSlug::parse(name).unwrap();
+        let mut tx = self.pool.begin().await.unwrap();
+        let t = db::tenants::lock_live(&mut tx, slug)
+            .await
+            .unwrap()
+            .unwrap();
+        db::tenants::update_desired(
+            &mut tx,
+            t.id,
+            db::tenants::DesiredChange {
+                display_name: &t.display_name,
+                spec: &spec,
+                generation: t.generation + 1,
+                status: TenantStatus::Updating,
+            },
+        )
+        .await
+        .unwrap();
+        db::tenants::notify_changed(&mut tx, name).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    pub async fn delete(&self, name: &str, policy: DataPolicy) {
+        let slug = StateSlug::parse(name).unwrap();
+        let mut tx = self.pool.begin().await.unwrap();
+        let t = db::tenants::lock_live(&mut tx, slug)
+            .await
+            .unwrap()
+            .unwrap();
+        db::tenants::request_deletion(&mut tx, t.id, policy)
+            .await
+            .unwrap();
+        db::tenants::notify_changed(&mut tx, name).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    pub async fn reconcile(&self, name: &str) {
+        let slug = StateSlug::parse(name).unwrap();
+        let mut tx = self.pool.begin().await.unwrap();
+        let t = db::tenants::lock_live(&mut tx, slug)
+            .await
+            .unwrap()
+            .unwrap();
+        db::tenants::request_reconcile(&mut tx, t.id).await.unwrap();
+        db::tenants::notify_changed(&mut tx, name).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    pub async fn tenant(&self, name: &str) -> Tenant {
+        db::tenants::find_latest(&self.pool, StateSlug::parse(name).unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Waits until the tenant's latest row satisfies `done`, failing with its state if not.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        timeout: Duration,
+        done: impl Fn(&Tenant) -> bool,
+    ) -> Tenant {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let t = self.tenant(name).await;
+            if done(&t) {
+                return t;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} did not get there in {timeout:?}: status {:?}, last_error {:?}, conditions {:#?}",
+                t.status,
+                t.last_error,
+                t.conditions
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn ready(&self, name: &str) -> Tenant {
+        self.wait_for(name, Duration::from_secs(60), |t| {
+            t.status == TenantStatus::Ready && t.observed_generation == t.generation
+        })
+        .await
+    }
+
+    /// Waits until no worker holds the tenant and it is not due: its pass is over.
+    pub async fn settled(&self, name: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let idle: bool = sqlx::query_scalar(
+                "SELECT lease_token IS NULL AND next_attempt_at > now() FROM tenants \
+                 WHERE name = $1 AND status <> 'deleted'",
+            )
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+            if idle {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} never settled"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(worker) = self.worker.take() {
+            run_with_timeout(worker)
+                .await
+                .expect("the worker task did not panic");
+        }
+    }
+}
+
+async fn run_with_timeout<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(30), f)
+        .await
+        .expect("the worker stopped within 30s")
+}
+
+pub fn spec() -> SpecDoc {
+    SpecDoc {
+        app_image: "humangov/app:1.0.0".into(),
+        nginx_image: "nginx:1.27-alpine".into(),
+        cpu: 256,
+        memory: 512,
+        desired_count: 1,
+        min_count: 1,
+        max_count: 3,
+        env: [("FEATURE_X".to_owned(), "on".to_owned())].into(),
+    }
+}

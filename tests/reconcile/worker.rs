@@ -1,0 +1,488 @@
+//! The worker end to end: tenants written to Postgres become AWS stacks in the emulator,
+//! change with their spec, and disappear on delete.
+
+use std::{collections::HashSet, time::Duration};
+
+use serde_json::Value;
+use sqlx::PgPool;
+use statehouse::{
+    aws::calls::is_mutating,
+    domain::{
+        spec::SpecDoc,
+        tenant::{DataPolicy, TenantStatus},
+    },
+    reconcile::{bucket, inventory, role, rule, service, table},
+};
+
+use crate::harness::{settings, spec, Stack};
+
+fn resource<'a>(resources: &'a Value, kind: &str, field: &str) -> &'a str {
+    resources[kind][field]
+        .as_str()
+        .unwrap_or_else(|| panic!("resources.{kind}.{field} in {resources:#}"))
+}
+
+#[sqlx::test]
+async fn california_gets_every_resource_with_the_required_settings(pool: PgPool) {
+    let stack = Stack::start(pool, 10, settings()).await;
+    stack.create("california", spec()).await;
+    let t = stack.ready("california").await;
+    assert_eq!(
+        t.endpoint.as_deref(),
+        Some("https://california.humangov.localhost")
+    );
+    let aws = &stack.aws;
+    let names = stack
+        .platform
+        .names(statehouse::domain::state::StateSlug::parse("ca").unwrap());
+
+    // Bucket: public access blocked, encrypted, versioned, TLS-only, tagged.
+    let b = bucket::observe(
+        &aws.s3,
+        &bucket::BucketSpec {
+            name: &names.bucket,
+            region: crate::REGION,
+            tenant: names.slug,
+        },
+    )
+    .await
+    .unwrap()
+    .expect("the bucket exists");
+    assert!(
+        b.public_access_blocked && b.encrypted && b.versioned && b.tls_only && b.tagged,
+        "{b:?}"
+    );
+    assert_eq!(resource(&t.resources, "bucket", "name"), names.bucket);
+
+    // Table: on demand, hash key id, encrypted, point-in-time recovery.
+    let table_arn = stack.platform.table_arn(&names.table);
+    let tb = table::observe(
+        &aws.dynamodb,
+        &table::TableSpec {
+            name: &names.table,
+            arn: &table_arn,
+            tenant: names.slug,
+        },
+    )
+    .await
+    .unwrap()
+    .expect("the table exists");
+    assert!(
+        tb.on_demand && tb.encrypted && tb.right_key && tb.pitr && tb.tagged,
+        "{tb:?}"
+    );
+
+    // Role: the data policy names exactly this tenant's bucket, objects and table.
+    let doc = aws
+        .iam
+        .get_role_policy()
+        .role_name(&names.task_role)
+        .policy_name(&names.role_policy)
+        .send()
+        .await
+        .unwrap();
+    let policy = role::parse_document(doc.policy_document()).unwrap();
+    let mut resources = HashSet::new();
+    for statement in policy["Statement"].as_array().unwrap() {
+        assert_eq!(statement["Effect"], "Allow");
+        match &statement["Resource"] {
+            Value::String(r) => {
+                resources.insert(r.clone());
+            }
+            Value::Array(rs) => resources.extend(rs.iter().map(|r| r.as_str().unwrap().to_owned())),
+            other => panic!("unexpected Resource {other}"),
+        }
+        let actions = statement["Action"].as_array().unwrap();
+        assert!(
+            actions.iter().all(|a| !a.as_str().unwrap().contains('*')),
+            "{actions:?}"
+        );
+    }
+    let bucket_arn = bucket::arn(&names.bucket);
+    let expected: HashSet<String> = [
+        bucket_arn.clone(),
+        format!("{bucket_arn}/*"),
+        table_arn.clone(),
+        format!("{table_arn}/index/*"),
+    ]
+    .into();
+    assert_eq!(resources, expected);
+    let trust = aws
+        .iam
+        .get_role()
+        .role_name(&names.task_role)
+        .send()
+        .await
+        .unwrap();
+    let trust =
+        role::parse_document(trust.role().unwrap().assume_role_policy_document().unwrap()).unwrap();
+    assert_eq!(
+        trust["Statement"][0]["Principal"]["Service"],
+        "ecs-tasks.amazonaws.com"
+    );
+    assert_eq!(
+        trust["Statement"][0]["Condition"]["StringEquals"]["aws:SourceAccount"],
+        stack.platform.account
+    );
+
+    // Task definition: Fargate, both containers, env, ports, logs, roles.
+    let td = aws
+        .ecs
+        .describe_task_definition()
+        .task_definition(resource(&t.resources, "task_definition", "arn"))
+        .send()
+        .await
+        .unwrap();
+    let td = td.task_definition().unwrap();
+    assert_eq!((td.cpu(), td.memory()), (Some("256"), Some("512")));
+    assert_eq!(td.network_mode().map(|m| m.as_str()), Some("awsvpc"));
+    assert_eq!(
+        td.task_role_arn(),
+        Some(stack.platform.role_arn(&names.task_role).as_str())
+    );
+    assert_eq!(
+        td.execution_role_arn(),
+        Some(stack.platform.execution_role_arn.as_str())
+    );
+    let app = td
+        .container_definitions()
+        .iter()
+        .find(|c| c.name() == Some("app"))
+        .unwrap();
+    let nginx = td
+        .container_definitions()
+        .iter()
+        .find(|c| c.name() == Some("nginx"))
+        .unwrap();
+    assert_eq!(app.image(), Some("humangov/app:1.0.0"));
+    assert_eq!(app.port_mappings()[0].container_port(), Some(8000));
+    assert_eq!(nginx.port_mappings()[0].container_port(), Some(80));
+    let env: std::collections::BTreeMap<_, _> = app
+        .environment()
+        .iter()
+        .map(|kv| (kv.name().unwrap(), kv.value().unwrap()))
+        .collect();
+    assert_eq!(env["AWS_BUCKET"], names.bucket);
+    assert_eq!(env["AWS_DYNAMODB_TABLE"], names.table);
+    assert_eq!(env["AWS_REGION"], crate::REGION);
+    assert_eq!(env["US_STATE"], "california");
+    assert_eq!(env["FEATURE_X"], "on");
+    for c in [app, nginx] {
+        let logs = c.log_configuration().unwrap();
+        assert_eq!(logs.log_driver().as_str(), "awslogs");
+        assert_eq!(
+            logs.options().unwrap()["awslogs-group"],
+            "/humangov/california"
+        );
+    }
+
+    // Target group and listener rule.
+    let tg = statehouse::reconcile::target_group::describe(&aws.elb, &names.target_group)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tg.port(), Some(80));
+    assert_eq!(tg.target_type().map(|t| t.as_str()), Some("ip"));
+    assert_eq!(tg.vpc_id(), Some(stack.cell().vpc_id.as_str()));
+    let rules = rule::list(&aws.elb, &stack.cell().listener_arn)
+        .await
+        .unwrap();
+    let r = rule::find(&rules, "california.humangov.localhost").expect("the host rule");
+    assert_eq!(r.forwards_to, [tg.target_group_arn().unwrap().to_owned()]);
+    assert_eq!(
+        r.priority,
+        t.resources["listener_rule"]["priority"]
+            .as_i64()
+            .map(|p| p as i32)
+    );
+
+    // Service: Fargate in the private subnets with the tasks group, behind nginx:80.
+    let svc = service::describe(&aws.ecs, &stack.cell().cluster, &names.service)
+        .await
+        .unwrap()
+        .unwrap();
+    let lb = &svc.load_balancers()[0];
+    assert_eq!(lb.target_group_arn(), tg.target_group_arn());
+    assert_eq!(
+        (lb.container_name(), lb.container_port()),
+        (Some("nginx"), Some(80))
+    );
+    let vpc = svc
+        .network_configuration()
+        .unwrap()
+        .awsvpc_configuration()
+        .unwrap();
+    assert_eq!(vpc.subnets(), stack.cell().subnets.as_slice());
+    assert_eq!(
+        vpc.security_groups(),
+        stack.cell().security_groups.as_slice()
+    );
+    assert_eq!(vpc.assign_public_ip().map(|a| a.as_str()), Some("DISABLED"));
+
+    // Autoscaling bounds from the spec.
+    let targets = aws
+        .autoscaling
+        .describe_scalable_targets()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+        .resource_ids(format!(
+            "service/{}/{}",
+            stack.cell().cluster,
+            names.service
+        ))
+        .send()
+        .await
+        .unwrap();
+    let target = &targets.scalable_targets()[0];
+    assert_eq!((target.min_capacity(), target.max_capacity()), (1, 3));
+
+    // Honest status: a condition per resource, all true, and the deployment completed.
+    for kind in [
+        "bucket",
+        "table",
+        "task_role",
+        "log_group",
+        "task_definition",
+        "target_group",
+        "listener_rule",
+        "service",
+        "autoscaling",
+        "Deployed",
+        "Ready",
+    ] {
+        let c = t
+            .conditions
+            .iter()
+            .find(|c| c.kind == kind)
+            .unwrap_or_else(|| panic!("condition {kind}"));
+        assert_eq!(c.status, "True", "{c:?}");
+    }
+    stack.stop().await;
+}
+
+#[sqlx::test]
+async fn all_56_states_at_once_become_ready_with_distinct_priorities(pool: PgPool) {
+    let stack = Stack::start(pool, 10, settings()).await;
+    let all: Vec<_> = statehouse::domain::state::StateSlug::all().collect();
+    assert_eq!(all.len(), 56);
+    for slug in &all {
+        stack.create(slug.as_str(), spec()).await;
+    }
+    let mut priorities = HashSet::new();
+    for slug in &all {
+        let t = stack
+            .wait_for(slug.as_str(), Duration::from_secs(240), |t| {
+                t.status == TenantStatus::Ready
+            })
+            .await;
+        priorities.insert(t.resources["listener_rule"]["priority"].as_i64().unwrap());
+    }
+    assert_eq!(priorities.len(), 56, "{priorities:?}");
+    let rules = rule::list(&stack.aws.elb, &stack.cell().listener_arn)
+        .await
+        .unwrap();
+    let on_listener: HashSet<_> = rules.iter().filter_map(|r| r.priority).collect();
+    assert_eq!(on_listener.len(), 56);
+    stack.stop().await;
+}
+
+fn mutating_calls(stack: &Stack) -> u64 {
+    stack
+        .aws
+        .calls
+        .snapshot()
+        .iter()
+        .filter(|(k, _)| is_mutating(&k.operation))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+#[sqlx::test]
+async fn an_image_change_registers_a_new_revision_and_a_no_op_changes_nothing(pool: PgPool) {
+    let stack = Stack::start(pool, 10, settings()).await;
+    stack.create("oregon", spec()).await;
+    let first = stack.ready("oregon").await;
+    let first_td = resource(&first.resources, "task_definition", "arn").to_owned();
+    // The emulator does not keep the deployment settings CreateService was given, so the
+    // first resync restores them; from then on AWS matches.
+    stack.reconcile("oregon").await;
+    stack.settled("oregon").await;
+
+    let before = mutating_calls(&stack);
+    for _ in 0..10 {
+        stack.reconcile("oregon").await;
+        stack.settled("oregon").await;
+    }
+    assert_eq!(
+        mutating_calls(&stack),
+        before,
+        "{:#?}",
+        stack.aws.calls.snapshot()
+    );
+
+    // Scaled out by autoscaling: the worker must not put the count back.
+    stack
+        .aws
+        .ecs
+        .update_service()
+        .cluster(&stack.cell().cluster)
+        .service("humangov-oregon")
+        .desired_count(3)
+        .send()
+        .await
+        .unwrap();
+    let new_spec = SpecDoc {
+        app_image: "humangov/app:1.1.0".into(),
+        ..spec()
+    };
+    stack.update_spec("oregon", new_spec).await;
+    let updated = stack
+        .wait_for("oregon", Duration::from_secs(60), |t| {
+            t.status == TenantStatus::Ready && t.observed_generation == 2
+        })
+        .await;
+    let new_td = resource(&updated.resources, "task_definition", "arn");
+    assert_ne!(new_td, first_td);
+    assert!(new_td.ends_with(":2"), "{new_td}");
+    let svc = service::describe(&stack.aws.ecs, &stack.cell().cluster, "humangov-oregon")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(svc.task_definition(), Some(new_td));
+    assert_eq!(svc.desired_count(), 3, "a count autoscaling raised is kept");
+    stack.stop().await;
+}
+
+async fn leftovers(stack: &Stack, tenant: &str) -> Vec<&'static str> {
+    let inv = inventory::take(&stack.aws, stack.cell(), "humangov")
+        .await
+        .unwrap();
+    let mut kinds: Vec<_> = inv
+        .get(tenant)
+        .into_iter()
+        .flatten()
+        .map(|f| f.kind)
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+#[sqlx::test]
+async fn deleting_with_retain_keeps_only_the_bucket_and_table(pool: PgPool) {
+    let stack = Stack::start(pool, 10, settings()).await;
+    stack.create("vermont", spec()).await;
+    stack.create("maine", spec()).await;
+    stack.ready("vermont").await;
+    stack.ready("maine").await;
+    assert_eq!(leftovers(&stack, "vermont").await.len(), 9);
+    stack.delete("vermont", DataPolicy::Retain).await;
+    let t = stack
+        .wait_for("vermont", Duration::from_secs(60), |t| {
+            t.status == TenantStatus::Deleted
+        })
+        .await;
+    assert_eq!(leftovers(&stack, "vermont").await, ["bucket", "table"]);
+    assert_eq!(t.resources["bucket"]["retained"], true);
+    assert_eq!(
+        leftovers(&stack, "maine").await.len(),
+        9,
+        "the neighbour is untouched"
+    );
+    stack.stop().await;
+}
+
+#[sqlx::test]
+async fn deleting_with_purge_leaves_nothing_but_a_final_backup(pool: PgPool) {
+    let stack = Stack::start(pool, 10, settings()).await;
+    stack.create("nevada", spec()).await;
+    stack.ready("nevada").await;
+    // Objects and their old versions must go too.
+    let bucket = stack
+        .platform
+        .names(statehouse::domain::state::StateSlug::parse("nv").unwrap())
+        .bucket;
+    stack
+        .aws
+        .s3
+        .delete_bucket_policy()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    for body in ["v1", "v2"] {
+        stack
+            .aws
+            .s3
+            .put_object()
+            .bucket(&bucket)
+            .key("enrolment.csv")
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    stack.delete("nevada", DataPolicy::Purge).await;
+    let t = stack
+        .wait_for("nevada", Duration::from_secs(60), |t| {
+            t.status == TenantStatus::Deleted
+        })
+        .await;
+    assert!(leftovers(&stack, "nevada").await.is_empty());
+    let backups = stack
+        .aws
+        .dynamodb
+        .list_backups()
+        .table_name("humangov-nevada")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(backups.backup_summaries().len(), 1);
+    assert!(t.resources["table_backup"]["arn"].is_string());
+    stack.stop().await;
+}
+
+#[sqlx::test]
+async fn a_deleted_state_can_be_created_again(pool: PgPool) {
+    let stack = Stack::start(pool, 10, settings()).await;
+    let first = stack.create("utah", spec()).await;
+    stack.ready("utah").await;
+    stack.delete("utah", DataPolicy::Retain).await;
+    stack
+        .wait_for("utah", Duration::from_secs(60), |t| {
+            t.status == TenantStatus::Deleted
+        })
+        .await;
+    let second = stack.create("utah", spec()).await;
+    assert_ne!(first.id, second.id);
+    let t = stack.ready("utah").await;
+    assert_eq!(t.id, second.id);
+    // The retained bucket and table are adopted, and everything exists once.
+    let left = leftovers(&stack, "utah").await;
+    assert_eq!(left.iter().filter(|k| **k == "listener_rule").count(), 1);
+    assert_eq!(left.iter().filter(|k| **k == "service").count(), 1);
+    assert_eq!(left.iter().filter(|k| **k == "bucket").count(), 1);
+    stack.stop().await;
+}
+
+#[sqlx::test]
+async fn a_deployment_that_never_completes_ends_in_a_clear_condition(pool: PgPool) {
+    let stack = Stack::start_with(pool, 0, settings(), Duration::from_secs(3)).await;
+    stack.create("alaska", spec()).await;
+    let t = stack
+        .wait_for("alaska", Duration::from_secs(60), |t| {
+            t.status == TenantStatus::Failed
+        })
+        .await;
+    let deployed = t.conditions.iter().find(|c| c.kind == "Deployed").unwrap();
+    assert_eq!(
+        (deployed.status.as_str(), deployed.reason.as_str()),
+        ("False", "DeploymentFailed")
+    );
+    assert!(
+        deployed.message.contains("0 of 1 tasks running"),
+        "{}",
+        deployed.message
+    );
+    assert!(t.last_error.unwrap().contains("did not complete"));
+    assert_eq!(t.observed_generation, 0);
+    stack.stop().await;
+}
