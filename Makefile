@@ -1,4 +1,4 @@
-.PHONY: run test openapi
+.PHONY: run test bench openapi
 
 ## Serve the API locally (starts Postgres if needed; prints the Swagger UI address and token).
 run:
@@ -7,6 +7,10 @@ run:
 ## Run every check and test (starts Postgres if needed).
 test:
 	./scripts/test.sh
+
+## Onboard 1, 10 and 56 tenants against the emulator and print the figures.
+bench:
+	./scripts/bench.sh
 
 ## Regenerate openapi/openapi.json from the code.
 openapi:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs statehouse locally: starts Postgres if needed, creates the dev database, and serves
-# the API with a dev admin token that is kept in .dev/admin-token.
+# Runs statehouse locally, end to end: Postgres (started if needed) with a dev database,
+# the AWS emulator with the shared platform in it (`statehouse dev bootstrap`), and
+# `statehouse serve` with its worker. The dev admin token is kept in .dev/admin-token.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -11,6 +12,7 @@ fi
 
 ensure_postgres
 ensure_database statehouse_dev
+ensure_moto
 export DATABASE_URL=${DATABASE_URL:-$(database_url statehouse_dev)}
 
 mkdir -p .dev
@@ -24,12 +26,36 @@ export STATEHOUSE_LISTEN=${STATEHOUSE_LISTEN:-127.0.0.1:8080}
 say "Building statehouse"
 cargo build --locked --bin statehouse
 
+# The emulator keeps everything in memory: a new one starts empty, and the worker then
+# rebuilds every tenant the dev database holds.
+MOTO_PORT=${STATEHOUSE_DEV_MOTO_PORT:-4599}
+export AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT
+export AWS_REGION=${AWS_REGION:-us-east-1} AWS_ACCESS_KEY_ID=dev AWS_SECRET_ACCESS_KEY=dev
+if ! curl -fs "$AWS_ENDPOINT_URL/moto-api/" >/dev/null 2>&1; then
+    say "Starting the AWS emulator on $AWS_ENDPOINT_URL (log: .dev/moto.log)"
+    MOTO_ECS_SERVICE_RUNNING=${MOTO_ECS_SERVICE_RUNNING:-10} \
+        "$VENV_DIR/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >.dev/moto.log 2>&1 &
+    MOTO_PID=$!
+    trap 'kill $MOTO_PID 2>/dev/null || true' EXIT
+    for _ in $(seq 1 100); do
+        curl -fs "$AWS_ENDPOINT_URL/moto-api/" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+fi
+
+say "Creating the shared platform in the emulator"
+./target/debug/statehouse dev bootstrap --out .dev/platform.env >/dev/null
+set -a; source .dev/platform.env; set +a
+
 cat <<MSG
 
   Swagger UI:       http://$STATEHOUSE_LISTEN/docs/
   Dev admin token:  $STATEHOUSE_BOOTSTRAP_ADMIN_TOKEN
                     (click "Authorize" in the Swagger UI and paste it)
-  Try:              curl -H "Authorization: Bearer $STATEHOUSE_BOOTSTRAP_ADMIN_TOKEN" http://$STATEHOUSE_LISTEN/v1/tenants
+  Try:              curl -H "Authorization: Bearer $STATEHOUSE_BOOTSTRAP_ADMIN_TOKEN" \\
+                         -H 'content-type: application/json' -d '{"name":"california"}' \\
+                         http://$STATEHOUSE_LISTEN/v1/tenants
+  AWS emulator:     $AWS_ENDPOINT_URL (platform settings in .dev/platform.env)
 
 MSG
-exec ./target/debug/statehouse serve
+./target/debug/statehouse serve

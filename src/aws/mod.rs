@@ -38,6 +38,17 @@ impl Aws {
             .await
     }
 
+    /// Clients whose every call is also counted on `/metrics`.
+    pub fn with_metrics(
+        config: &SdkConfig,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        let on_call: calls::OnCall = std::sync::Arc::new(move |key| {
+            metrics.aws_call(&key.service, &key.operation, key.outcome);
+        });
+        Self::with_counter(config, CallCounter::new(CallLog::default(), Some(on_call)))
+    }
+
     pub fn new(config: &SdkConfig) -> Self {
         Self::with_counter(config, CallCounter::new(CallLog::default(), None))
     }

@@ -4,7 +4,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::{
-    aws::{calls::OnCall, Aws, CallCounter, CallLog},
+    aws::Aws,
     config::{PlatformArgs, WorkerArgs, WorkerCommandArgs},
     db,
     http::{self, AppState},
@@ -27,11 +27,7 @@ pub async fn build(
         .region()
         .map(|r| r.as_ref().to_owned())
         .context("no AWS region: set AWS_REGION")?;
-    let counted = metrics.clone();
-    let on_call: OnCall = Arc::new(move |key| {
-        counted.aws_call(&key.service, &key.operation, key.outcome);
-    });
-    let aws = Aws::with_counter(&config, CallCounter::new(CallLog::default(), Some(on_call)));
+    let aws = Aws::with_metrics(&config, metrics.clone());
     let account = match &platform.account_id {
         Some(a) => a.clone(),
         None => aws.account_id().await.context(
@@ -46,6 +42,7 @@ pub async fn build(
         platform: Arc::new(platform),
         settings,
         metrics,
+        observer: None,
     })
 }
 

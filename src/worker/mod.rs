@@ -39,7 +39,24 @@ pub struct Worker {
     pub platform: Arc<Platform>,
     pub settings: WorkerSettings,
     pub metrics: Arc<Metrics>,
+    /// Told about every finished pass (benchmarks and tests read the figures from it).
+    pub observer: Option<Observer>,
 }
+
+/// What one pass did.
+#[derive(Debug, Clone)]
+pub struct PassReport {
+    pub tenant: String,
+    /// `ready`, `deploying`, `deleted`, `retrying`, `failed` or `lost`.
+    pub outcome: &'static str,
+    pub aws_calls: u64,
+    pub mutating_calls: u64,
+    /// From the API write that made the tenant due to this pass's first AWS call.
+    pub first_call_after: Option<Duration>,
+    pub elapsed: Duration,
+}
+
+pub type Observer = Arc<dyn Fn(&PassReport) + Send + Sync>;
 
 /// Longest idle sleep: how late an expired lease of a dead worker is noticed at worst.
 const MAX_IDLE: Duration = Duration::from_secs(5);

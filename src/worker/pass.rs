@@ -6,7 +6,7 @@ use chrono::Utc;
 use rand::Rng;
 use serde_json::json;
 
-use super::Worker;
+use super::{PassReport, Worker};
 use crate::{
     aws::{CallScope, Retry},
     db::leases::{self, Claimed, LeaseError, Release},
@@ -33,6 +33,7 @@ enum Outcome {
 
 pub(super) async fn run(worker: Arc<Worker>, claimed: Claimed) {
     let started = std::time::Instant::now();
+    let started_at = Utc::now();
     let scope = Arc::new(CallScope::default());
     let heartbeat = heartbeat(worker.clone(), &claimed);
     let progress = Progress::new(
@@ -47,6 +48,20 @@ pub(super) async fn run(worker: Arc<Worker>, claimed: Claimed) {
     };
     let label = finish(&worker, &claimed, &progress, outcome).await;
     worker.metrics.reconciled(label, started.elapsed());
+    if let Some(observer) = &worker.observer {
+        let first_call_after = scope.first_call().and_then(|first| {
+            let at = started_at + chrono::Duration::from_std(first - started).ok()?;
+            (at - claimed.requested_at).to_std().ok()
+        });
+        observer(&PassReport {
+            tenant: claimed.tenant.name.clone(),
+            outcome: label,
+            aws_calls: scope.calls(),
+            mutating_calls: scope.mutating(),
+            first_call_after,
+            elapsed: started.elapsed(),
+        });
+    }
     tracing::debug!(
         tenant = %claimed.tenant.name,
         outcome = label,
@@ -110,7 +125,9 @@ async fn body(worker: &Worker, claimed: &Claimed, progress: &Progress) -> Outcom
         Err(e) => return Outcome::Failed(PassError::InvalidSpec(format!("{e:?}"))),
     };
     let status = working_status(tenant.status);
-    let result = async {
+    // Showing the status needs no AWS call, so it goes alongside the first ones instead of
+    // delaying them.
+    let announce = async {
         if status != tenant.status {
             pass.progress
                 .event(
@@ -124,8 +141,12 @@ async fn body(worker: &Worker, claimed: &Claimed, progress: &Progress) -> Outcom
             status,
             format!("reconciling generation {}", tenant.generation),
         )
-        .await?;
-        pass.apply(&spec).await
+        .await
+    };
+    let result = async {
+        let (announced, applied) = tokio::join!(announce, pass.apply(&spec));
+        announced?;
+        applied
     };
     match result.await {
         Ok(Applied::Ready) => Outcome::Ready,

@@ -735,3 +735,51 @@ async fn spec_validation_rejects_each_bad_value_with_its_field(pool: PgPool) {
         json!([])
     );
 }
+
+#[sqlx::test]
+async fn a_reconcile_request_makes_the_tenant_due_now_and_is_recorded(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    app.create_ok("ohio").await;
+    // As if the worker had just finished a pass and scheduled the next one far ahead.
+    sqlx::query(
+        "UPDATE tenants SET next_attempt_at = 'infinity', attempts = 3 WHERE name = 'ohio'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let viewer = app
+        .viewer(Method::POST, "/v1/tenants/ohio/reconcile")
+        .send()
+        .await
+        .unwrap();
+    problem(viewer, 403, "forbidden").await;
+    let response = app
+        .admin(Method::POST, "/v1/tenants/OH/reconcile")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let (due, attempts): (bool, i32) = sqlx::query_as(
+        "SELECT next_attempt_at <= now(), attempts FROM tenants WHERE name = 'ohio'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(due);
+    assert_eq!(attempts, 0);
+    let events: Value = app
+        .get("/v1/tenants/ohio/events")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events["items"][0]["action"], "tenant.reconcile_requested");
+    assert_eq!(events["items"][0]["actor"], "key:ops");
+
+    let missing = app
+        .admin(Method::POST, "/v1/tenants/utah/reconcile")
+        .send()
+        .await
+        .unwrap();
+    problem(missing, 404, "not-found").await;
+}

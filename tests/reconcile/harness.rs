@@ -21,7 +21,7 @@ use statehouse::{
 };
 use tokio::{sync::oneshot, task::JoinHandle};
 
-use crate::{aws_for, moto::Moto, REGION};
+use crate::{config_for, moto::Moto, REGION};
 
 pub struct Stack {
     /// Kept so the emulator lives as long as the stack.
@@ -29,6 +29,7 @@ pub struct Stack {
     pub aws: Aws,
     pub platform: Platform,
     pub pool: PgPool,
+    pub metrics: Arc<Metrics>,
     stop: Option<oneshot::Sender<()>>,
     worker: Option<JoinHandle<()>>,
 }
@@ -109,12 +110,14 @@ impl Stack {
                 security_groups: vec![get("STATEHOUSE_SECURITY_GROUPS")],
             }],
         };
-        let aws = aws_for(&moto).await;
+        let metrics = Arc::new(Metrics::default());
+        let aws = Aws::with_metrics(&config_for(&moto).await, metrics.clone());
         let mut stack = Self {
             _moto: moto,
             aws,
             platform,
             pool,
+            metrics,
             stop: None,
             worker: None,
         };
@@ -129,7 +132,8 @@ impl Stack {
             aws: self.aws.clone(),
             platform: Arc::new(self.platform.clone()),
             settings,
-            metrics: Arc::new(Metrics::default()),
+            metrics: self.metrics.clone(),
+            observer: None,
         };
         let (tx, rx) = oneshot::channel();
         self.stop = Some(tx);

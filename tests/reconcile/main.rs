@@ -15,11 +15,14 @@ pub const REGION: &str = "us-west-2";
 
 /// Clients pointed at a private emulator.
 pub async fn aws_for(moto: &moto::Moto) -> Aws {
-    let config = aws_config::defaults(BehaviorVersion::latest())
+    Aws::new(&config_for(moto).await)
+}
+
+pub async fn config_for(moto: &moto::Moto) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .endpoint_url(&moto.endpoint)
         .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
         .load()
-        .await;
-    Aws::new(&config)
+        .await
 }

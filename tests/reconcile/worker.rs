@@ -486,3 +486,183 @@ async fn a_deployment_that_never_completes_ends_in_a_clear_condition(pool: PgPoo
     assert_eq!(t.observed_generation, 0);
     stack.stop().await;
 }
+
+#[sqlx::test]
+async fn a_permanent_error_fails_at_once_and_a_reconcile_request_retries_it(pool: PgPool) {
+    let stack = Stack::start(pool, 10, settings()).await;
+    // A table of the tenant's name with another key schema: nothing the worker may fix.
+    stack
+        .aws
+        .dynamodb
+        .create_table()
+        .table_name("humangov-idaho")
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .attribute_definitions(
+            aws_sdk_dynamodb::types::AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            aws_sdk_dynamodb::types::KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    stack.create("idaho", spec()).await;
+    let t = stack
+        .wait_for("idaho", Duration::from_secs(60), |t| {
+            t.status == TenantStatus::Failed
+        })
+        .await;
+    let table = t.conditions.iter().find(|c| c.kind == "table").unwrap();
+    assert_eq!(
+        (table.status.as_str(), table.reason.as_str()),
+        ("False", "IncompatibleTable")
+    );
+    assert!(t.last_error.as_deref().unwrap().contains("key schema"));
+    let waits: bool =
+        sqlx::query_scalar("SELECT next_attempt_at = 'infinity' FROM tenants WHERE name = 'idaho'")
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    assert!(
+        waits,
+        "a permanent error waits for a new spec or a reconcile request"
+    );
+    let events = statehouse::db::events::list(&stack.pool, t.name.parse().unwrap(), None, 50)
+        .await
+        .unwrap();
+    let error = events
+        .iter()
+        .find(|e| e.action == "aws.error")
+        .expect("the AWS error is an event");
+    assert_eq!(error.details["code"], "IncompatibleTable");
+    assert_eq!(error.details["retry"], "permanent");
+
+    // Fixed by hand; asking for a pass brings it to ready.
+    stack
+        .aws
+        .dynamodb
+        .delete_table()
+        .table_name("humangov-idaho")
+        .send()
+        .await
+        .unwrap();
+    stack.reconcile("idaho").await;
+    stack.ready("idaho").await;
+    let rendered = stack.metrics.render();
+    for needle in [
+        "statehouse_reconciles_total{outcome=\"failed\"}",
+        "statehouse_reconciles_total{outcome=\"ready\"}",
+        "statehouse_aws_calls_total{service=\"dynamodb\",operation=\"CreateTable\",outcome=\"ok\"}",
+        "statehouse_time_to_ready_seconds_count",
+    ] {
+        assert!(
+            rendered.contains(needle),
+            "{needle} missing from\n{rendered}"
+        );
+    }
+    stack.stop().await;
+}
+
+#[sqlx::test]
+async fn a_worker_whose_lease_was_taken_over_cannot_write(pool: PgPool) {
+    use statehouse::db::{self, leases};
+    let slug = statehouse::domain::state::StateSlug::parse("iowa").unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    db::tenants::insert(
+        &mut conn,
+        db::tenants::NewTenant {
+            name: slug,
+            display_name: "Iowa",
+            spec: &spec(),
+            cell: "cell-1",
+        },
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let ttl = Duration::from_secs(30);
+    let a = leases::claim(&pool, "worker-a", ttl, 10)
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(
+        leases::claim(&pool, "worker-b", ttl, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a held lease keeps other workers off"
+    );
+    // Worker A stalls past its lease; B takes the tenant over.
+    sqlx::query("UPDATE tenants SET lease_expires_at = now() - interval '1 second'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let b = leases::claim(&pool, "worker-b", ttl, 10)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_ne!(a.token, b.token);
+
+    let fenced = |r: Result<(), leases::LeaseError>| matches!(r, Err(leases::LeaseError::Fenced));
+    let details = serde_json::json!({});
+    assert!(fenced(
+        leases::heartbeat(&pool, a.tenant.id, a.token, ttl).await
+    ));
+    assert!(fenced(
+        leases::record_progress(
+            &pool,
+            a.tenant.id,
+            a.token,
+            &details,
+            &[],
+            Some(TenantStatus::Failed)
+        )
+        .await
+    ));
+    assert!(fenced(
+        leases::event(
+            &pool,
+            (&a.tenant, a.token),
+            "worker:a",
+            "stale",
+            "stale",
+            &details
+        )
+        .await
+    ));
+    let release = || leases::Release {
+        status: TenantStatus::Ready,
+        observed_generation: Some(1),
+        endpoint: None,
+        last_error: None,
+        next_attempt_in: Some(Duration::from_secs(60)),
+        attempts: 0,
+        failing_since: None,
+    };
+    assert!(fenced(leases::release(&pool, &a, release()).await));
+    // The new holder's writes land.
+    leases::event(
+        &pool,
+        (&b.tenant, b.token),
+        "worker:b",
+        "fresh",
+        "fresh",
+        &details,
+    )
+    .await
+    .unwrap();
+    leases::release(&pool, &b, release()).await.unwrap();
+    let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM tenant_events ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(actions, ["fresh"]);
+}

@@ -1,0 +1,323 @@
+//! Onboarding benchmark (`make bench`): N = 1, 10 and 56 tenants created through the API
+//! against a fresh emulator, next to the emulator's floor measured in the same run: a plain
+//! sequential loop issuing exactly the minimal calls for N tenants, with no orchestration.
+//! Prints figures; asserts nothing, so a noisy machine cannot make it flaky.
+
+#[path = "../tests/support/moto.rs"]
+mod moto;
+
+#[path = "bench_onboard/floor.rs"]
+mod floor;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_s3::config::Credentials;
+use statehouse::{
+    aws::{calls::is_mutating, Aws},
+    domain::{spec::SpecDoc, state::StateSlug},
+    http::{self, ApiSettings, AppState},
+    metrics::Metrics,
+    reconcile::{
+        names::Prefix,
+        platform::{Cell, Platform},
+    },
+    worker::{PassReport, Worker, WorkerSettings},
+};
+
+const REGION: &str = "us-east-1";
+const TOKEN: &str = "bench-admin-token-0123456789";
+/// The calls one fresh tenant needs in this design (see floor.rs, which issues them).
+const MINIMAL_CALLS: usize = floor::MINIMAL_CALLS;
+
+async fn aws_for(moto: &moto::Moto) -> Aws {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(&moto.endpoint)
+        .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
+        .load()
+        .await;
+    Aws::new(&config)
+}
+
+async fn platform(moto: &moto::Moto) -> Platform {
+    let bin = std::env::var("STATEHOUSE_BIN").unwrap_or_else(|_| "target/debug/statehouse".into());
+    let out = std::env::temp_dir().join(format!("statehouse-bench-{}.env", std::process::id()));
+    let status = tokio::process::Command::new(&bin)
+        .args(["dev", "bootstrap", "--out"])
+        .arg(&out)
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_REGION", REGION)
+        .env("AWS_ACCESS_KEY_ID", "bench")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await
+        .expect("run statehouse dev bootstrap");
+    assert!(status.success());
+    let env: HashMap<String, String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let _ = std::fs::remove_file(out);
+    Platform {
+        prefix: Prefix::parse("humangov").unwrap(),
+        account: env["STATEHOUSE_ACCOUNT_ID"].clone(),
+        region: REGION.into(),
+        base_domain: env["STATEHOUSE_BASE_DOMAIN"].clone(),
+        execution_role_arn: env["STATEHOUSE_EXECUTION_ROLE_ARN"].clone(),
+        log_retention_days: 30,
+        deployment_timeout: Duration::from_secs(600),
+        cells: vec![Cell {
+            name: "cell-1".into(),
+            cluster: env["STATEHOUSE_CLUSTER"].clone(),
+            listener_arn: env["STATEHOUSE_LISTENER_ARN"].clone(),
+            vpc_id: env["STATEHOUSE_VPC_ID"].clone(),
+            subnets: env["STATEHOUSE_SUBNETS"]
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
+            security_groups: vec![env["STATEHOUSE_SECURITY_GROUPS"].clone()],
+        }],
+    }
+}
+
+fn spec() -> SpecDoc {
+    SpecDoc {
+        app_image: "humangov/app:1.0.0".into(),
+        nginx_image: "nginx:1.27-alpine".into(),
+        cpu: 256,
+        memory: 512,
+        desired_count: 1,
+        min_count: 1,
+        max_count: 2,
+        env: Default::default(),
+    }
+}
+
+/// A fresh database of the benchmark's own.
+async fn database(admin_url: &str) -> sqlx::PgPool {
+    let admin = sqlx::PgPool::connect(admin_url)
+        .await
+        .expect("connect to Postgres");
+    sqlx::query("DROP DATABASE IF EXISTS statehouse_bench WITH (FORCE)")
+        .execute(&admin)
+        .await
+        .unwrap();
+    sqlx::query("CREATE DATABASE statehouse_bench")
+        .execute(&admin)
+        .await
+        .unwrap();
+    let (server, _) = admin_url.rsplit_once('/').unwrap();
+    let pool = statehouse::db::connect(&format!("{server}/statehouse_bench"), 20)
+        .await
+        .unwrap();
+    statehouse::db::MIGRATOR.run(&pool).await.unwrap();
+    pool
+}
+
+struct Run {
+    wall: Duration,
+    ready_after: Vec<Duration>,
+    calls: usize,
+    first_call_after: Vec<Duration>,
+}
+
+async fn onboard(n: usize, admin_url: &str) -> Run {
+    let moto = moto::Moto::start(10).await;
+    let platform = platform(&moto).await;
+    let aws = aws_for(&moto).await;
+    let pool = database(admin_url).await;
+    let reports: Arc<Mutex<Vec<PassReport>>> = Arc::default();
+    let sink = reports.clone();
+    let worker = Worker {
+        id: Worker::new_id(),
+        pool: pool.clone(),
+        aws: aws.clone(),
+        platform: Arc::new(platform),
+        settings: WorkerSettings {
+            concurrency: 16,
+            resync_interval: Duration::from_secs(3600),
+            lease_ttl: Duration::from_secs(30),
+            retry_budget: Duration::from_secs(600),
+            rollout_watch: Duration::from_secs(20),
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(10),
+        },
+        metrics: Arc::new(Metrics::default()),
+        observer: Some(Arc::new(move |r: &PassReport| {
+            sink.lock().unwrap().push(r.clone())
+        })),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(worker.run(async {
+        let _ = stop_rx.await;
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = AppState {
+        pool: pool.clone(),
+        settings: Arc::new(ApiSettings {
+            spec_defaults: spec(),
+            spec_limits: statehouse::domain::spec::SpecLimits { max_task_count: 10 },
+            cell: "cell-1".into(),
+        }),
+        metrics: Arc::new(Metrics::default()),
+        bootstrap_token_hash: Some(statehouse::auth::hash_token(TOKEN)),
+    };
+    let api = tokio::spawn(http::serve(listener, state, std::future::pending()));
+    // Let the worker's LISTEN connection come up before the clock starts.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let calls_before = total(&aws);
+    let client = reqwest::Client::new();
+    let names: Vec<_> = StateSlug::all().take(n).collect();
+    let started = Instant::now();
+    for slug in &names {
+        let res = client
+            .post(format!("{base}/v1/tenants"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({ "name": slug.as_str() }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            202,
+            "{}",
+            res.text().await.unwrap_or_default()
+        );
+    }
+    loop {
+        let ready: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants WHERE status = 'ready'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if ready as usize == n {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "not all ready in 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let wall = started.elapsed();
+    let ready_after: Vec<f64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM e.at - t.created_at)::float8 FROM tenant_events e \
+         JOIN tenants t ON t.id = e.tenant_id WHERE e.action = 'tenant.ready'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let calls = total(&aws) - calls_before;
+    let _ = stop_tx.send(());
+    let _ = worker.await;
+    api.abort();
+    pool.close().await;
+    let first_call_after = reports
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.first_call_after)
+        .collect();
+    Run {
+        wall,
+        ready_after: ready_after
+            .into_iter()
+            .map(Duration::from_secs_f64)
+            .collect(),
+        calls,
+        first_call_after,
+    }
+}
+
+fn total(aws: &Aws) -> usize {
+    aws.calls.snapshot().values().sum::<u64>() as usize
+}
+
+#[allow(dead_code)]
+fn mutating(aws: &Aws) -> usize {
+    aws.calls
+        .snapshot()
+        .iter()
+        .filter(|(k, _)| is_mutating(&k.operation))
+        .map(|(_, n)| *n as usize)
+        .sum()
+}
+
+fn percentile(values: &[Duration], p: f64) -> Duration {
+    let mut v = values.to_vec();
+    v.sort();
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let admin_url = std::env::var("DATABASE_URL")
+        .expect("DATABASE_URL of a Postgres the benchmark may create a database on");
+    println!(
+        "statehouse onboarding benchmark: debug build, moto server emulator, Postgres on loopback"
+    );
+    println!("minimal AWS calls per fresh tenant in this design: {MINIMAL_CALLS}");
+    println!();
+    println!(
+        "{:>3}  {:>10}  {:>10}  {:>6}  {:>10}  {:>10}  {:>10}  {:>9}  {:>14}",
+        "N",
+        "wall",
+        "floor",
+        "ratio",
+        "ready p50",
+        "ready p99",
+        "calls/ten.",
+        "vs min",
+        "1st call p50/max"
+    );
+    for n in [1usize, 10, 56] {
+        let floor_time = {
+            let moto = moto::Moto::start(10).await;
+            let platform = platform(&moto).await;
+            let aws = aws_for(&moto).await;
+            floor::run(&aws, &platform, n).await
+        };
+        let run = onboard(n, &admin_url).await;
+        let per_tenant = run.calls as f64 / n as f64;
+        println!(
+            "{:>3}  {:>10}  {:>10}  {:>6.2}  {:>10}  {:>10}  {:>10.1}  {:>9.2}  {:>14}",
+            n,
+            ms(run.wall),
+            ms(floor_time),
+            run.wall.as_secs_f64() / floor_time.as_secs_f64(),
+            ms(percentile(&run.ready_after, 0.5)),
+            ms(percentile(&run.ready_after, 0.99)),
+            per_tenant,
+            per_tenant / MINIMAL_CALLS as f64,
+            format!(
+                "{}/{}",
+                ms(percentile(&run.first_call_after, 0.5)),
+                ms(percentile(&run.first_call_after, 1.0))
+            ),
+        );
+    }
+    println!();
+    println!("wall: first POST to every tenant ready; floor: a sequential loop of only the minimal calls on a fresh emulator;");
+    println!("ready: POST to the tenant.ready event; 1st call: API write to the first AWS call of the pass it triggered");
+    println!("(past 16 tenants, the worker's concurrency, a tenant also waits for a free slot).");
+    println!(
+        "Targets: ratio at N=56 <= 1.5; calls per tenant <= 1.2 x minimum; first call < 50 ms."
+    );
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The onboarding benchmark: N = 1, 10 and 56 tenants through the API against a fresh AWS
+# emulator each, next to the emulator's own floor measured in the same run. Prints figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+ensure_postgres
+ensure_moto
+export STATEHOUSE_MOTO_SERVER=$PWD/$VENV_DIR/bin/moto_server
+# The benchmark creates (and re-creates) its own database, statehouse_bench, through this one.
+export DATABASE_URL=$(database_url postgres)
+cargo build --locked --bin statehouse --example bench_onboard
+export STATEHOUSE_BIN=$PWD/target/debug/statehouse
+exec ./target/debug/examples/bench_onboard
