@@ -78,3 +78,10 @@ pub async fn save(
     .await
     .map(drop)
 }
+
+/// Deletes every stored response older than the retention; returns how many went.
+pub async fn purge_expired(ex: impl sqlx::PgExecutor<'_>) -> Result<u64, sqlx::Error> {
+    let sql =
+        format!("DELETE FROM idempotency_keys WHERE created_at < now() - interval '{RETENTION}'");
+    Ok(sqlx::query(&sql).execute(ex).await?.rows_affected())
+}

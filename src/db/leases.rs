@@ -116,6 +116,13 @@ pub async fn heartbeat(
     fenced(done.rows_affected())
 }
 
+/// The status a worker may write. A deletion requested meanwhile always shows as
+/// `deleting`; any other API write made meanwhile keeps the status the API set, and the
+/// tenant is due again at once (see [`release`]).
+const GUARDED_STATUS: &str =
+    "CASE WHEN deletion_requested_at IS NOT NULL THEN 'deleting'::tenant_status \
+                                   WHEN request_seq <> $SEQ THEN status ELSE $STATUS END";
+
 /// Writes what the worker knows so far: resources, conditions, and optionally a status.
 pub async fn record_progress(
     ex: impl PgExecutor<'_>,
@@ -124,19 +131,24 @@ pub async fn record_progress(
     resources: &Value,
     conditions: &[Condition],
     status: Option<TenantStatus>,
+    request_seq: i64,
 ) -> Result<(), LeaseError> {
-    let done = sqlx::query(
-        "UPDATE tenants SET resources = $3, conditions = $4, status = COALESCE($5, status), \
-             updated_at = now() \
+    let sql = format!(
+        "UPDATE tenants SET resources = $3, conditions = $4, status = {}, updated_at = now() \
          WHERE id = $1 AND lease_token = $2",
-    )
-    .bind(id)
-    .bind(token)
-    .bind(resources)
-    .bind(sqlx::types::Json(conditions))
-    .bind(status)
-    .execute(ex)
-    .await?;
+        GUARDED_STATUS
+            .replace("$SEQ", "$6")
+            .replace("$STATUS", "COALESCE($5, status)")
+    );
+    let done = sqlx::query(&sql)
+        .bind(id)
+        .bind(token)
+        .bind(resources)
+        .bind(sqlx::types::Json(conditions))
+        .bind(status)
+        .bind(request_seq)
+        .execute(ex)
+        .await?;
     fenced(done.rows_affected())
 }
 
@@ -187,27 +199,29 @@ pub async fn release(
     claimed: &Claimed,
     r: Release<'_>,
 ) -> Result<(), LeaseError> {
-    let done = sqlx::query(
+    let sql = format!(
         "UPDATE tenants SET lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, \
-             status = $3, observed_generation = COALESCE($4, observed_generation), \
+             status = {}, observed_generation = COALESCE($4, observed_generation), \
              endpoint = $5, last_error = $6, attempts = $8, failing_since = $9, updated_at = now(), \
              next_attempt_at = CASE WHEN request_seq <> $10 THEN now() \
                                     WHEN $7::float8 IS NULL THEN 'infinity' \
                                     ELSE now() + make_interval(secs => $7) END \
          WHERE id = $1 AND lease_token = $2",
-    )
-    .bind(claimed.tenant.id)
-    .bind(claimed.token)
-    .bind(r.status)
-    .bind(r.observed_generation)
-    .bind(r.endpoint)
-    .bind(r.last_error)
-    .bind(r.next_attempt_in.map(|d| d.as_secs_f64()))
-    .bind(r.attempts)
-    .bind(r.failing_since)
-    .bind(claimed.request_seq)
-    .execute(ex)
-    .await?;
+        GUARDED_STATUS.replace("$SEQ", "$10").replace("$STATUS", "$3")
+    );
+    let done = sqlx::query(&sql)
+        .bind(claimed.tenant.id)
+        .bind(claimed.token)
+        .bind(r.status)
+        .bind(r.observed_generation)
+        .bind(r.endpoint)
+        .bind(r.last_error)
+        .bind(r.next_attempt_in.map(|d| d.as_secs_f64()))
+        .bind(r.attempts)
+        .bind(r.failing_since)
+        .bind(claimed.request_seq)
+        .execute(ex)
+        .await?;
     fenced(done.rows_affected())
 }
 

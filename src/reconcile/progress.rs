@@ -19,6 +19,8 @@ pub struct Progress {
     pool: PgPool,
     tenant: Tenant,
     token: Uuid,
+    /// The tenant's `request_seq` when it was claimed.
+    request_seq: i64,
     actor: String,
     state: Mutex<State>,
 }
@@ -29,13 +31,14 @@ struct State {
 }
 
 impl Progress {
-    pub fn new(pool: PgPool, tenant: Tenant, token: Uuid, actor: String) -> Self {
+    pub fn new(pool: PgPool, tenant: Tenant, token: Uuid, request_seq: i64, actor: String) -> Self {
         let resources = tenant.resources.as_object().cloned().unwrap_or_default();
         let conditions = tenant.conditions.clone();
         Self {
             pool,
             tenant,
             token,
+            request_seq,
             actor,
             state: Mutex::new(State {
                 resources,
@@ -108,6 +111,7 @@ impl Progress {
             &Value::Object(state.resources.clone()),
             &state.conditions,
             status,
+            self.request_seq,
         )
         .await
     }

@@ -76,6 +76,7 @@ impl Worker {
         let this = Arc::new(self);
         let wake = Arc::new(Notify::new());
         let listener = tokio::spawn(listen(this.pool.clone(), wake.clone()));
+        let housekeeping = tokio::spawn(housekeeping(this.pool.clone()));
         tracing::info!(worker = %this.id, concurrency = this.settings.concurrency, "worker started");
         let mut passes = JoinSet::new();
         tokio::pin!(shutdown);
@@ -108,6 +109,7 @@ impl Worker {
             }
         }
         listener.abort();
+        housekeeping.abort();
         tracing::info!(worker = %this.id, in_flight = passes.len(), "worker stopping; finishing passes under way");
         while passes.join_next().await.is_some() {}
         Ok(())
@@ -121,6 +123,20 @@ impl Worker {
                 .clamp(Duration::from_millis(5), MAX_IDLE),
             Ok(None) => MAX_IDLE,
             Err(_) => Duration::from_secs(1),
+        }
+    }
+}
+
+/// Periodic clean-up that belongs to no tenant: expired idempotency records. Any number of
+/// workers may run it; the DELETE is idempotent.
+async fn housekeeping(pool: PgPool) {
+    let mut every = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        every.tick().await;
+        match db::idempotency::purge_expired(&pool).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "expired idempotency records deleted"),
+            Err(e) => tracing::warn!(error = %e, "cannot purge expired idempotency records"),
         }
     }
 }

@@ -40,6 +40,7 @@ pub(super) async fn run(worker: Arc<Worker>, claimed: Claimed) {
         worker.pool.clone(),
         claimed.tenant.clone(),
         claimed.token,
+        claimed.request_seq,
         actor(&worker),
     );
     let outcome = tokio::select! {

@@ -623,7 +623,8 @@ async fn a_worker_whose_lease_was_taken_over_cannot_write(pool: PgPool) {
             a.token,
             &details,
             &[],
-            Some(TenantStatus::Failed)
+            Some(TenantStatus::Failed),
+            a.request_seq,
         )
         .await
     ));
@@ -665,4 +666,56 @@ async fn a_worker_whose_lease_was_taken_over_cannot_write(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(actions, ["fresh"]);
+}
+
+#[sqlx::test]
+async fn a_deletion_requested_during_a_pass_is_not_hidden_by_its_release(pool: PgPool) {
+    use statehouse::db::{self, leases};
+    let slug = statehouse::domain::state::StateSlug::parse("ohio").unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let t = db::tenants::insert(
+        &mut conn,
+        db::tenants::NewTenant {
+            name: slug,
+            display_name: "Ohio",
+            spec: &spec(),
+            cell: "cell-1",
+        },
+    )
+    .await
+    .unwrap();
+    let claimed = leases::claim(&pool, "worker-a", Duration::from_secs(30), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    // The API deletes the tenant while the pass that is making it is still running.
+    db::tenants::request_deletion(&mut conn, t.id, DataPolicy::Retain)
+        .await
+        .unwrap();
+    leases::release(
+        &pool,
+        &claimed,
+        leases::Release {
+            status: TenantStatus::Ready,
+            observed_generation: Some(1),
+            endpoint: Some("https://ohio.example"),
+            last_error: None,
+            next_attempt_in: Some(Duration::from_secs(3600)),
+            attempts: 0,
+            failing_since: None,
+        },
+    )
+    .await
+    .unwrap();
+    let (status, due): (TenantStatus, bool) =
+        sqlx::query_as("SELECT status, next_attempt_at <= now() FROM tenants WHERE id = $1")
+            .bind(t.id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(status, TenantStatus::Deleting);
+    assert!(
+        due,
+        "the deletion is picked up at once, not after the resync interval"
+    );
 }
