@@ -310,7 +310,6 @@ async fn finish_failed(
     e: PassError,
 ) -> Result<&'static str, LeaseError> {
     let tenant = &claimed.tenant;
-    let s = &worker.settings;
     let transient = match &e {
         PassError::Aws { err, .. } => err.retry == Retry::Transient,
         PassError::Db(_) | PassError::Lease(_) => true,
@@ -319,20 +318,17 @@ async fn finish_failed(
     let attempts = claimed.attempts.saturating_add(1);
     let failing_since = claimed.failing_since.unwrap_or_else(Utc::now);
     let failing_for = (Utc::now() - failing_since).to_std().unwrap_or_default();
-    let deleting = tenant.deletion_requested_at.is_some();
-    let give_up = !deleting && (!transient || failing_for > s.retry_budget);
-    let backoff = jittered(
-        s.backoff_base
-            .saturating_mul(2u32.saturating_pow(attempts.clamp(1, 20) as u32 - 1))
-            .min(s.backoff_max),
+    let Retrying { give_up, next } = retrying(
+        &worker.settings,
+        Failure {
+            transient,
+            rollout: matches!(e, PassError::Rollout(_)),
+            deleting: tenant.deletion_requested_at.is_some(),
+            attempts,
+            failing_for,
+        },
     );
-    let next = match (&e, transient) {
-        (_, true) => Some(backoff),
-        // The circuit breaker or a stuck rollout: look again at the resync pace.
-        (PassError::Rollout(_), false) => Some(s.resync_interval),
-        _ if deleting => Some(s.backoff_max),
-        _ => None,
-    };
+    let next = next.map(jittered);
     let status = if give_up {
         TenantStatus::Failed
     } else {
@@ -376,4 +372,158 @@ async fn finish_failed(
     )
     .await?;
     Ok(if give_up { "failed" } else { "retrying" })
+}
+
+struct Failure {
+    transient: bool,
+    /// The deployment failed or did not complete in time.
+    rollout: bool,
+    deleting: bool,
+    /// Failed passes in a row, this one included.
+    attempts: i32,
+    failing_for: Duration,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Retrying {
+    /// Show the tenant as `failed`.
+    give_up: bool,
+    /// When to try again (before jitter); `None` waits for a new spec or a reconcile request.
+    next: Option<Duration>,
+}
+
+/// The retry policy. Transient errors back off exponentially and show `failed` only once
+/// they have lasted past the budget; a permanent error fails at once and waits; a rollout
+/// that failed is looked at again at the resync pace (ECS may still converge); a deletion
+/// never shows `failed` and keeps retrying.
+fn retrying(s: &crate::worker::WorkerSettings, f: Failure) -> Retrying {
+    let give_up = !f.deleting && (!f.transient || f.failing_for > s.retry_budget);
+    let exponent = u32::try_from(f.attempts.clamp(1, 20) - 1).unwrap_or(0);
+    let backoff = s
+        .backoff_base
+        .saturating_mul(2u32.saturating_pow(exponent))
+        .min(s.backoff_max);
+    let next = if f.transient {
+        Some(backoff)
+    } else if f.rollout {
+        Some(s.resync_interval)
+    } else if f.deleting {
+        Some(s.backoff_max)
+    } else {
+        None
+    };
+    Retrying { give_up, next }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::WorkerSettings;
+
+    fn settings() -> WorkerSettings {
+        WorkerSettings {
+            concurrency: 4,
+            resync_interval: Duration::from_secs(300),
+            lease_ttl: Duration::from_secs(30),
+            retry_budget: Duration::from_secs(600),
+            rollout_watch: Duration::from_secs(20),
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+        }
+    }
+
+    fn failure(transient: bool, attempts: i32, failing_for: u64) -> Failure {
+        Failure {
+            transient,
+            rollout: false,
+            deleting: false,
+            attempts,
+            failing_for: Duration::from_secs(failing_for),
+        }
+    }
+
+    #[test]
+    fn transient_errors_back_off_exponentially_up_to_the_cap_without_failing() {
+        let s = settings();
+        let waits: Vec<_> = [1, 2, 3, 4, 7, 8, 30]
+            .map(|n| retrying(&s, failure(true, n, 5)))
+            .into_iter()
+            .map(|r| {
+                assert!(!r.give_up);
+                r.next.unwrap().as_secs()
+            })
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 60, 60, 60]);
+    }
+
+    #[test]
+    fn transient_errors_fail_the_tenant_only_once_the_budget_is_spent_and_keep_retrying() {
+        let r = retrying(&settings(), failure(true, 40, 601));
+        assert_eq!(
+            r,
+            Retrying {
+                give_up: true,
+                next: Some(Duration::from_secs(60))
+            }
+        );
+    }
+
+    #[test]
+    fn a_permanent_error_fails_at_once_and_waits_for_a_new_spec() {
+        let r = retrying(&settings(), failure(false, 1, 0));
+        assert_eq!(
+            r,
+            Retrying {
+                give_up: true,
+                next: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_failed_rollout_is_looked_at_again_at_the_resync_pace() {
+        let r = retrying(
+            &settings(),
+            Failure {
+                rollout: true,
+                ..failure(false, 1, 0)
+            },
+        );
+        assert_eq!(
+            r,
+            Retrying {
+                give_up: true,
+                next: Some(Duration::from_secs(300))
+            }
+        );
+    }
+
+    #[test]
+    fn a_deletion_never_shows_failed_and_keeps_retrying() {
+        let s = settings();
+        let permanent = retrying(
+            &s,
+            Failure {
+                deleting: true,
+                ..failure(false, 3, 9999)
+            },
+        );
+        assert_eq!(
+            permanent,
+            Retrying {
+                give_up: false,
+                next: Some(Duration::from_secs(60))
+            }
+        );
+        assert!(
+            !retrying(
+                &s,
+                Failure {
+                    deleting: true,
+                    ..failure(true, 3, 9999)
+                }
+            )
+            .give_up
+        );
+    }
 }
