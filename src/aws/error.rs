@@ -28,6 +28,8 @@ const TRANSIENT_CODES: &[&str] = &[
     "ServerException",
     "PriorRequestNotComplete",
     "OperationAborted",
+    // DynamoDB: a table just created, or busy with a backup, refuses these for a while.
+    "ContinuousBackupsUnavailableException",
     "ConcurrentModification",
     "ConcurrentModificationException",
 ];

@@ -33,6 +33,10 @@ pub struct BootstrapArgs {
     /// Name (and name prefix) of the shared resources.
     #[arg(long, default_value = "statehouse-dev")]
     name: String,
+    /// The tenants' resource name prefix (STATEHOUSE_PREFIX): the execution role may pull
+    /// only `{prefix}/*` images and write only `/{prefix}/*` log groups.
+    #[arg(long, env = "STATEHOUSE_PREFIX", default_value = "humangov")]
+    prefix: String,
     /// Tenants answer on https://{state}.{base_domain}.
     #[arg(long, default_value = "humangov.localhost")]
     base_domain: String,
@@ -149,7 +153,7 @@ async fn make(
     allow_from(ec2, &tasks_sg, &alb_sg).await?;
     let cluster = cluster(aws, name).await?;
     let listener = load_balancer(aws, name, &public_subnets, &alb_sg).await?;
-    let execution_role = execution_role(aws, name).await?;
+    let execution_role = execution_role(aws, name, &args.prefix).await?;
     Ok(Made {
         vpc,
         private_subnets,
@@ -403,13 +407,12 @@ async fn certificate(aws: &Aws, name: &str) -> anyhow::Result<String> {
 }
 
 /// The role ECS uses to pull images and write logs, for every tenant's tasks.
-async fn execution_role(aws: &Aws, name: &str) -> anyhow::Result<String> {
+async fn execution_role(aws: &Aws, name: &str, prefix: &str) -> anyhow::Result<String> {
     let role_name = format!("{name}-execution");
-    if let Ok(found) = aws.iam.get_role().role_name(&role_name).send().await {
-        if let Some(role) = found.role() {
-            return Ok(role.arn().to_owned());
-        }
-    }
+    let existing = match aws.iam.get_role().role_name(&role_name).send().await {
+        Ok(found) => found.role().map(|r| r.arn().to_owned()),
+        Err(_) => None,
+    };
     let trust = json!({
         "Version": "2012-10-17",
         "Statement": [{
@@ -418,13 +421,20 @@ async fn execution_role(aws: &Aws, name: &str) -> anyhow::Result<String> {
             "Action": "sts:AssumeRole"
         }]
     });
-    let made = aws
-        .iam
-        .create_role()
-        .role_name(&role_name)
-        .assume_role_policy_document(trust.to_string())
-        .send()
-        .await?;
+    let arn = match existing {
+        Some(arn) => arn,
+        None => aws
+            .iam
+            .create_role()
+            .role_name(&role_name)
+            .assume_role_policy_document(trust.to_string())
+            .send()
+            .await?
+            .role()
+            .map(|r| r.arn().to_owned())
+            .context("CreateRole named no role")?,
+    };
+    // Put every time (it is an upsert), so a run cut off after CreateRole is repaired.
     let policy = json!({
         "Version": "2012-10-17",
         "Statement": [
@@ -436,12 +446,12 @@ async fn execution_role(aws: &Aws, name: &str) -> anyhow::Result<String> {
             {
                 "Effect": "Allow",
                 "Action": ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
-                "Resource": "arn:aws:ecr:*:*:repository/humangov/*"
+                "Resource": format!("arn:aws:ecr:*:*:repository/{prefix}/*")
             },
             {
                 "Effect": "Allow",
                 "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": "arn:aws:logs:*:*:log-group:/humangov/*"
+                "Resource": format!("arn:aws:logs:*:*:log-group:/{prefix}/*")
             }
         ]
     });
@@ -452,5 +462,5 @@ async fn execution_role(aws: &Aws, name: &str) -> anyhow::Result<String> {
         .policy_document(policy.to_string())
         .send()
         .await?;
-    Ok(made.role().map(|r| r.arn().to_owned()).unwrap_or_default())
+    Ok(arn)
 }

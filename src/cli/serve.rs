@@ -34,7 +34,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         Some(
             super::worker::build(
-                pool.clone(),
+                &args.database.database_url,
                 &args.platform,
                 &args.worker,
                 &settings.cell,

@@ -15,13 +15,21 @@ use crate::{
 /// Builds a worker from the environment: AWS clients (counting every call into `metrics`),
 /// the account and region, and the shared platform's settings.
 pub async fn build(
-    pool: sqlx::PgPool,
+    database_url: &str,
     platform: &PlatformArgs,
     worker: &WorkerArgs,
     cell: &str,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<Worker> {
     let settings = worker.settings()?;
+    // A pool of the worker's own, one connection per pass plus the LISTEN connection and
+    // housekeeping, so neither the API nor busy passes can starve a heartbeat.
+    let connections = u32::try_from(settings.concurrency)
+        .unwrap_or(u32::MAX)
+        .saturating_add(4);
+    let pool = db::connect(database_url, connections)
+        .await
+        .context("cannot connect the worker to the database at DATABASE_URL")?;
     let config = Aws::load_config().await;
     let region = config
         .region()
@@ -61,7 +69,7 @@ pub async fn run(args: WorkerCommandArgs) -> anyhow::Result<()> {
         .context("cannot apply database migrations")?;
     let metrics = Arc::new(Metrics::default());
     let worker = build(
-        pool.clone(),
+        &args.database.database_url,
         &args.platform,
         &args.worker,
         &api_settings.cell,

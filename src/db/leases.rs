@@ -47,19 +47,20 @@ const TENANT_COLUMNS: &str =
      spec, resources, endpoint, conditions, last_error, cell, data_policy, deletion_requested_at, \
      created_at, updated_at, deleted_at";
 
-/// Claims up to `limit` due tenants whose lease is free or expired. The row locks last only
-/// for this statement; the lease is what keeps other workers off afterwards.
+/// Claims up to `limit` due tenants of `cells` whose lease is free or expired. The row locks
+/// last only for this statement; the lease is what keeps other workers off afterwards.
 pub async fn claim(
     pool: &PgPool,
     owner: &str,
     ttl: Duration,
     limit: i64,
+    cells: &[String],
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     let sql = format!(
         "UPDATE tenants t SET lease_token = gen_random_uuid(), lease_owner = $1, \
              lease_expires_at = now() + make_interval(secs => $2) \
          FROM (SELECT id FROM tenants \
-               WHERE status <> 'deleted' AND next_attempt_at <= now() \
+               WHERE status <> 'deleted' AND next_attempt_at <= now() AND cell = ANY($4) \
                  AND (lease_expires_at IS NULL OR lease_expires_at < now()) \
                ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) due \
          WHERE t.id = due.id \
@@ -74,6 +75,7 @@ pub async fn claim(
         .bind(owner)
         .bind(ttl.as_secs_f64())
         .bind(limit)
+        .bind(cells)
         .fetch_all(pool)
         .await?;
     Ok(rows
@@ -202,7 +204,8 @@ pub async fn release(
     let sql = format!(
         "UPDATE tenants SET lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, \
              status = {}, observed_generation = COALESCE($4, observed_generation), \
-             endpoint = $5, last_error = $6, attempts = $8, failing_since = $9, updated_at = now(), \
+             endpoint = $5, last_error = $6, attempts = CASE WHEN request_seq <> $10 THEN 0 ELSE $8 END, \
+             failing_since = CASE WHEN request_seq <> $10 THEN NULL ELSE $9 END, updated_at = now(), \
              next_attempt_at = CASE WHEN request_seq <> $10 THEN now() \
                                     WHEN $7::float8 IS NULL THEN 'infinity' \
                                     ELSE now() + make_interval(secs => $7) END \
@@ -246,12 +249,16 @@ pub async fn finish_deletion(pool: &PgPool, claimed: &Claimed) -> Result<(), Lea
     Ok(())
 }
 
-/// When the next tenant falls due, so an idle worker sleeps exactly until then.
-pub async fn next_due(pool: &PgPool) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+/// When the next tenant of `cells` falls due, so an idle worker sleeps exactly until then.
+pub async fn next_due(
+    pool: &PgPool,
+    cells: &[String],
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT min(GREATEST(next_attempt_at, COALESCE(lease_expires_at, next_attempt_at))) \
-         FROM tenants WHERE status <> 'deleted' AND next_attempt_at < 'infinity'",
+         FROM tenants WHERE status <> 'deleted' AND next_attempt_at < 'infinity' AND cell = ANY($1)",
     )
+    .bind(cells)
     .fetch_one(pool)
     .await
 }

@@ -19,15 +19,14 @@ pub async fn allocate(
     preferred: Option<i32>,
     in_use: &[i32],
 ) -> Result<i32, sqlx::Error> {
-    let held: Option<i32> = sqlx::query_scalar(
-        "SELECT priority FROM rule_priorities WHERE tenant_id = $1 AND cell = $2",
-    )
-    .bind(tenant_id)
-    .bind(cell)
-    .fetch_optional(pool)
-    .await?;
+    let held: Option<(String, i32)> =
+        sqlx::query_as("SELECT cell, priority FROM rule_priorities WHERE tenant_id = $1")
+            .bind(tenant_id)
+            .fetch_optional(pool)
+            .await?;
     match held {
-        Some(p) if !in_use.contains(&p) => return Ok(p),
+        Some((c, p)) if c == cell && !in_use.contains(&p) => return Ok(p),
+        // Taken on the listener by a rule statehouse does not know, or held in another cell.
         Some(_) => {
             sqlx::query("DELETE FROM rule_priorities WHERE tenant_id = $1")
                 .bind(tenant_id)
@@ -75,7 +74,7 @@ async fn try_insert(
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "INSERT INTO rule_priorities (cell, priority, tenant_id) VALUES ($1, $2, $3) \
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT (cell, priority) DO NOTHING",
     )
     .bind(cell)
     .bind(p)

@@ -63,13 +63,27 @@ pub async fn take(aws: &Aws, cell: &Cell, prefix: &str) -> Result<Inventory, Aws
 }
 
 async fn buckets(aws: &Aws, inv: &mut Inventory) -> Result<(), AwsError> {
-    let listed = aws
-        .s3
-        .list_buckets()
-        .send()
-        .await
-        .map_err(sdk("s3", "ListBuckets"))?;
-    for name in listed.buckets().iter().filter_map(|b| b.name()) {
+    let mut names = Vec::new();
+    let mut token = None;
+    loop {
+        let out = aws
+            .s3
+            .list_buckets()
+            .set_continuation_token(token)
+            .send()
+            .await
+            .map_err(sdk("s3", "ListBuckets"))?;
+        names.extend(
+            out.buckets()
+                .iter()
+                .filter_map(|b| b.name().map(str::to_owned)),
+        );
+        token = out.continuation_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    for name in &names {
         let tags = match aws.s3.get_bucket_tagging().bucket(name).send().await {
             Ok(t) => t.tag_set,
             Err(e) => {
@@ -233,17 +247,27 @@ async fn elb_tags(aws: &Aws, arn: &str) -> Result<Option<String>, AwsError> {
 }
 
 async fn load_balancing(aws: &Aws, cell: &Cell, inv: &mut Inventory) -> Result<(), AwsError> {
-    let groups = aws
-        .elb
-        .describe_target_groups()
-        .send()
-        .await
-        .map_err(sdk("elasticloadbalancing", "DescribeTargetGroups"))?;
-    for arn in groups
-        .target_groups()
-        .iter()
-        .filter_map(|g| g.target_group_arn())
-    {
+    let mut arns = Vec::new();
+    let mut marker = None;
+    loop {
+        let out = aws
+            .elb
+            .describe_target_groups()
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(sdk("elasticloadbalancing", "DescribeTargetGroups"))?;
+        arns.extend(
+            out.target_groups()
+                .iter()
+                .filter_map(|g| g.target_group_arn().map(str::to_owned)),
+        );
+        marker = out.next_marker().map(str::to_owned);
+        if marker.is_none() {
+            break;
+        }
+    }
+    for arn in &arns {
         let tenant = elb_tags(aws, arn).await?;
         add(inv, tenant, "target_group", arn);
     }
@@ -259,15 +283,25 @@ async fn load_balancing(aws: &Aws, cell: &Cell, inv: &mut Inventory) -> Result<(
 
 /// Services that are not INACTIVE (deleted ones linger in that state for a while).
 async fn services(aws: &Aws, cell: &Cell, inv: &mut Inventory) -> Result<(), AwsError> {
-    let listed = aws
-        .ecs
-        .list_services()
-        .cluster(&cell.cluster)
-        .send()
-        .await
-        .map_err(sdk("ecs", "ListServices"))?;
+    let mut listed = Vec::new();
+    let mut token = None;
+    loop {
+        let out = aws
+            .ecs
+            .list_services()
+            .cluster(&cell.cluster)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(sdk("ecs", "ListServices"))?;
+        listed.extend(out.service_arns().iter().cloned());
+        token = out.next_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
     let mut live = Vec::new();
-    for batch in listed.service_arns().chunks(10) {
+    for batch in listed.chunks(10) {
         let described = aws
             .ecs
             .describe_services()
@@ -304,15 +338,28 @@ async fn services(aws: &Aws, cell: &Cell, inv: &mut Inventory) -> Result<(), Aws
 
 /// Scalable targets are named after their service, `service/{cluster}/{prefix}-{slug}`.
 async fn scalable_targets(aws: &Aws, prefix: &str, inv: &mut Inventory) -> Result<(), AwsError> {
-    let targets = aws
-        .autoscaling
-        .describe_scalable_targets()
-        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
-        .send()
-        .await
-        .map_err(sdk("application-autoscaling", "DescribeScalableTargets"))?;
-    for target in targets.scalable_targets() {
-        let id = target.resource_id();
+    let mut ids = Vec::new();
+    let mut token = None;
+    loop {
+        let out = aws
+            .autoscaling
+            .describe_scalable_targets()
+            .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(sdk("application-autoscaling", "DescribeScalableTargets"))?;
+        ids.extend(
+            out.scalable_targets()
+                .iter()
+                .map(|t| t.resource_id().to_owned()),
+        );
+        token = out.next_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    for id in &ids {
         let service = id.rsplit('/').next().unwrap_or_default();
         let tenant = service
             .strip_prefix(prefix)

@@ -148,7 +148,15 @@ pub async fn ensure(
             .rules()
             .first()
             .and_then(|r| r.rule_arn())
-            .unwrap_or_default()
+            .ok_or_else(|| {
+                AwsError::new(
+                    ELB,
+                    "CreateRule",
+                    "MissingArn",
+                    "the answer named no rule",
+                    Retry::Transient,
+                )
+            })?
             .to_owned();
         return Ok((arn, vec!["CreateRule"]));
     };

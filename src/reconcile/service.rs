@@ -200,7 +200,8 @@ async fn create(ecs: &Client, spec: &ServiceSpec<'_>) -> Result<Changes, AwsErro
             let e = AwsError::from_sdk(ECS, "CreateService", e);
             // An ACTIVE service of that name (a create whose answer was lost, or one that
             // is still draining): look at it and converge from there.
-            if e.message.contains("idempotent") || e.message.contains("draining") {
+            let message = e.message.to_ascii_lowercase();
+            if message.contains("idempotent") || message.contains("draining") {
                 match describe(ecs, spec.cluster, spec.name).await? {
                     Some(svc) if svc.status() == Some("DRAINING") => Err(draining(spec.name)),
                     Some(_) => Box::pin(ensure(ecs, spec, true)).await,

@@ -303,8 +303,14 @@ pub async fn delete(ddb: &Client, name: &str) -> Result<Changes, AwsError> {
     if table.table_status() != Some(&TableStatus::Deleting) {
         match ddb.delete_table().table_name(name).send().await {
             Ok(_) => changes.push("DeleteTable"),
-            Err(e) => AwsError::from_sdk(DDB, "DeleteTable", e)
-                .tolerate(&["ResourceNotFoundException"])?,
+            Err(e) => {
+                let mut e = AwsError::from_sdk(DDB, "DeleteTable", e);
+                // Busy, e.g. with the final backup: try again shortly.
+                if e.is(&["ResourceInUseException"]) {
+                    e.retry = Retry::Transient;
+                }
+                e.tolerate(&["ResourceNotFoundException"])?
+            }
         }
     }
     if describe(ddb, name).await?.is_some() {

@@ -276,12 +276,28 @@ pub async fn delete(ecs: &Client, family: &str) -> Result<Changes, AwsError> {
     }
     let inactive = revisions(ecs, family, TaskDefinitionStatus::Inactive).await?;
     for batch in inactive.chunks(DELETE_BATCH) {
-        ecs.delete_task_definitions()
+        let out = ecs
+            .delete_task_definitions()
             .set_task_definitions(Some(batch.to_vec()))
             .send()
             .await
             .map_err(sdk(ECS, "DeleteTaskDefinitions"))?;
         changes.push("DeleteTaskDefinitions");
+        // Failures come back in the answer, not as an error: not gone means not done.
+        if let Some(f) = out.failures().first() {
+            return Err(AwsError::new(
+                ECS,
+                "DeleteTaskDefinitions",
+                "DeleteFailed",
+                format!(
+                    "{} revision(s) not deleted, e.g. {}: {}",
+                    out.failures().len(),
+                    f.arn().unwrap_or_default(),
+                    f.reason().unwrap_or_default()
+                ),
+                Retry::Transient,
+            ));
+        }
     }
     Ok(changes)
 }

@@ -306,7 +306,7 @@ impl Pass<'_> {
         task_def_arn: &str,
         target_group_arn: &str,
     ) -> Result<(), PassError> {
-        let token = format!("{}-{}", self.progress.tenant().id.simple(), "service");
+        let token = client_token(self.progress.tenant().id);
         let s = service::ServiceSpec {
             cluster: &cell.cluster,
             name: &n.service,
@@ -429,6 +429,12 @@ impl Pass<'_> {
             }
         }
     }
+}
+
+/// ECS takes client tokens of at most 36 characters; the tenant id's 32 hex digits are
+/// unique per incarnation, so a re-created state gets a service of its own.
+fn client_token(tenant: uuid::Uuid) -> String {
+    tenant.simple().to_string()
 }
 
 fn count(n: u32) -> i32 {
@@ -608,5 +614,14 @@ fn reason_for(status: TenantStatus) -> &'static str {
         TenantStatus::Updating => "Updating",
         TenantStatus::Deleting => "Deleting",
         _ => "Reconciling",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_service_client_token_fits_what_ecs_accepts() {
+        let token = super::client_token(uuid::Uuid::now_v7());
+        assert!(token.len() <= 36 && token.chars().all(|c| c.is_ascii_hexdigit()));
     }
 }

@@ -79,14 +79,15 @@ impl Worker {
         let housekeeping = tokio::spawn(housekeeping(this.pool.clone()));
         tracing::info!(worker = %this.id, concurrency = this.settings.concurrency, "worker started");
         let mut passes = JoinSet::new();
+        // Only the cells this worker has settings for; other cells' workers take the rest.
+        let cells: Vec<String> = this.platform.cells.iter().map(|c| c.name.clone()).collect();
         tokio::pin!(shutdown);
         loop {
             let free = this.settings.concurrency.saturating_sub(passes.len());
             let mut claimed_all = false;
             if free > 0 {
-                match leases::claim(&this.pool, &this.id, this.settings.lease_ttl, free as i64)
-                    .await
-                {
+                let lease = this.settings.lease_ttl;
+                match leases::claim(&this.pool, &this.id, lease, free as i64, &cells).await {
                     Ok(claimed) => {
                         claimed_all = claimed.len() == free;
                         for c in claimed {
@@ -99,7 +100,7 @@ impl Worker {
             let idle = if claimed_all || free == 0 {
                 MAX_IDLE
             } else {
-                this.until_next_due().await
+                this.until_next_due(&cells).await
             };
             tokio::select! {
                 () = wake.notified() => {}
@@ -115,8 +116,8 @@ impl Worker {
         Ok(())
     }
 
-    async fn until_next_due(&self) -> Duration {
-        match leases::next_due(&self.pool).await {
+    async fn until_next_due(&self, cells: &[String]) -> Duration {
+        match leases::next_due(&self.pool, cells).await {
             Ok(Some(at)) => (at - chrono::Utc::now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)

@@ -73,9 +73,13 @@ pub(super) async fn run(worker: Arc<Worker>, claimed: Claimed) {
     );
 }
 
-/// Extends the lease every third of its time; resolves only when the lease is lost.
+/// Extends the lease every third of its time; resolves when the lease is lost, or when
+/// renewals have failed for so long that it may have expired: past that point another
+/// worker could be reconciling the tenant, so this pass must stop.
 async fn heartbeat(worker: Arc<Worker>, claimed: &Claimed) -> LeaseError {
-    let every = worker.settings.lease_ttl / 3;
+    let ttl = worker.settings.lease_ttl;
+    let every = ttl / 3;
+    let mut renewed = std::time::Instant::now();
     loop {
         tokio::time::sleep(every).await;
         match leases::heartbeat(
@@ -86,10 +90,16 @@ async fn heartbeat(worker: Arc<Worker>, claimed: &Claimed) -> LeaseError {
         )
         .await
         {
-            Ok(()) => {}
+            Ok(()) => renewed = std::time::Instant::now(),
             Err(LeaseError::Fenced) => return LeaseError::Fenced,
-            // The database being briefly away is not a lost lease; the next beat retries.
-            Err(e) => tracing::warn!(tenant = %claimed.tenant.name, error = %e, "heartbeat failed"),
+            // The database being briefly away is not a lost lease; the next beat retries,
+            // unless the lease may run out before it.
+            Err(e) => {
+                tracing::warn!(tenant = %claimed.tenant.name, error = %e, "heartbeat failed");
+                if renewed.elapsed() + every >= ttl {
+                    return LeaseError::Fenced;
+                }
+            }
         }
     }
 }
@@ -322,7 +332,6 @@ async fn finish_failed(
         &worker.settings,
         Failure {
             transient,
-            rollout: matches!(e, PassError::Rollout(_)),
             deleting: tenant.deletion_requested_at.is_some(),
             attempts,
             failing_for,
@@ -376,8 +385,6 @@ async fn finish_failed(
 
 struct Failure {
     transient: bool,
-    /// The deployment failed or did not complete in time.
-    rollout: bool,
     deleting: bool,
     /// Failed passes in a row, this one included.
     attempts: i32,
@@ -393,9 +400,10 @@ struct Retrying {
 }
 
 /// The retry policy. Transient errors back off exponentially and show `failed` only once
-/// they have lasted past the budget; a permanent error fails at once and waits; a rollout
-/// that failed is looked at again at the resync pace (ECS may still converge); a deletion
-/// never shows `failed` and keeps retrying.
+/// they have lasted past the budget; a permanent error, and a deployment that failed or
+/// rolled back, fail at once and wait for a new spec or a reconcile request (pushing the
+/// same revision again would only repeat the rollback); a deletion never shows `failed`
+/// and keeps retrying.
 fn retrying(s: &crate::worker::WorkerSettings, f: Failure) -> Retrying {
     let give_up = !f.deleting && (!f.transient || f.failing_for > s.retry_budget);
     let exponent = u32::try_from(f.attempts.clamp(1, 20) - 1).unwrap_or(0);
@@ -405,8 +413,6 @@ fn retrying(s: &crate::worker::WorkerSettings, f: Failure) -> Retrying {
         .min(s.backoff_max);
     let next = if f.transient {
         Some(backoff)
-    } else if f.rollout {
-        Some(s.resync_interval)
     } else if f.deleting {
         Some(s.backoff_max)
     } else {
@@ -435,7 +441,6 @@ mod tests {
     fn failure(transient: bool, attempts: i32, failing_for: u64) -> Failure {
         Failure {
             transient,
-            rollout: false,
             deleting: false,
             attempts,
             failing_for: Duration::from_secs(failing_for),
@@ -476,24 +481,6 @@ mod tests {
             Retrying {
                 give_up: true,
                 next: None
-            }
-        );
-    }
-
-    #[test]
-    fn a_failed_rollout_is_looked_at_again_at_the_resync_pace() {
-        let r = retrying(
-            &settings(),
-            Failure {
-                rollout: true,
-                ..failure(false, 1, 0)
-            },
-        );
-        assert_eq!(
-            r,
-            Retrying {
-                give_up: true,
-                next: Some(Duration::from_secs(300))
             }
         );
     }

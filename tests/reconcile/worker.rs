@@ -589,12 +589,21 @@ async fn a_worker_whose_lease_was_taken_over_cannot_write(pool: PgPool) {
     .unwrap();
     drop(conn);
     let ttl = Duration::from_secs(30);
-    let a = leases::claim(&pool, "worker-a", ttl, 10)
+    let cells = ["cell-1".to_owned()];
+    let elsewhere = ["cell-2".to_owned()];
+    assert!(
+        leases::claim(&pool, "worker-c", ttl, 10, &elsewhere)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a worker only claims tenants of the cells it has settings for"
+    );
+    let a = leases::claim(&pool, "worker-a", ttl, 10, &cells)
         .await
         .unwrap()
         .remove(0);
     assert!(
-        leases::claim(&pool, "worker-b", ttl, 10)
+        leases::claim(&pool, "worker-b", ttl, 10, &cells)
             .await
             .unwrap()
             .is_empty(),
@@ -605,7 +614,7 @@ async fn a_worker_whose_lease_was_taken_over_cannot_write(pool: PgPool) {
         .execute(&pool)
         .await
         .unwrap();
-    let b = leases::claim(&pool, "worker-b", ttl, 10)
+    let b = leases::claim(&pool, "worker-b", ttl, 10, &cells)
         .await
         .unwrap()
         .remove(0);
@@ -684,7 +693,8 @@ async fn a_deletion_requested_during_a_pass_is_not_hidden_by_its_release(pool: P
     )
     .await
     .unwrap();
-    let claimed = leases::claim(&pool, "worker-a", Duration::from_secs(30), 1)
+    let cells = ["cell-1".to_owned()];
+    let claimed = leases::claim(&pool, "worker-a", Duration::from_secs(30), 1, &cells)
         .await
         .unwrap()
         .remove(0);
