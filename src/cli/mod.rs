@@ -75,3 +75,16 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Keys(command) => keys::run(command).await,
     }
 }
+
+/// A pool on `DATABASE_URL` with every migration applied.
+async fn migrated_pool(args: &DatabaseArgs) -> anyhow::Result<sqlx::PgPool> {
+    use anyhow::Context;
+    let pool = crate::db::connect(&args.database_url, args.db_max_connections)
+        .await
+        .context("cannot connect to the database at DATABASE_URL")?;
+    crate::db::MIGRATOR
+        .run(&pool)
+        .await
+        .context("cannot apply database migrations")?;
+    Ok(pool)
+}

@@ -5,7 +5,6 @@ use tokio::net::TcpListener;
 
 use crate::{
     config::ServeArgs,
-    db,
     http::{self, AppState},
     metrics::Metrics,
 };
@@ -13,16 +12,7 @@ use crate::{
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = args.tenants.settings()?;
     let bootstrap_token_hash = args.bootstrap_token_hash()?;
-    let pool = db::connect(
-        &args.database.database_url,
-        args.database.db_max_connections,
-    )
-    .await
-    .context("cannot connect to the database at DATABASE_URL")?;
-    db::MIGRATOR
-        .run(&pool)
-        .await
-        .context("cannot apply database migrations")?;
+    let pool = super::migrated_pool(&args.database).await?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -57,16 +57,7 @@ pub async fn build(
 /// `statehouse worker`: the reconciler alone, with /healthz, /readyz and /metrics.
 pub async fn run(args: WorkerCommandArgs) -> anyhow::Result<()> {
     let api_settings = args.tenants.settings()?;
-    let pool = db::connect(
-        &args.database.database_url,
-        args.database.db_max_connections,
-    )
-    .await
-    .context("cannot connect to the database at DATABASE_URL")?;
-    db::MIGRATOR
-        .run(&pool)
-        .await
-        .context("cannot apply database migrations")?;
+    let pool = super::migrated_pool(&args.database).await?;
     let metrics = Arc::new(Metrics::default());
     let worker = build(
         &args.database.database_url,
