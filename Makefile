@@ -8,7 +8,8 @@ run:
 test:
 	./scripts/test.sh
 
-## Onboard 1, 10 and 56 tenants against the emulator and print the figures.
+## Onboard 1, 10 and 56 tenants against the emulator, then 1 and 56 through a slow proxy
+## with the ECS limits, and print the figures.
 bench:
 	./scripts/bench.sh
 

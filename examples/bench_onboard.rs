@@ -1,10 +1,24 @@
 //! Onboarding benchmark (`make bench`): N = 1, 10 and 56 tenants created through the API
 //! against a fresh emulator, next to the emulator's floor measured in the same run: a plain
 //! sequential loop issuing exactly the minimal calls for N tenants, with no orchestration.
-//! Prints figures; asserts nothing, so a noisy machine cannot make it flaky.
+//! Then the slow-emulator case: every call 100 ms later through a fault proxy that also
+//! enforces AWS's ECS rate limits, 1 tenant and then 56, against the target of 56 in at
+//! most twice the time of one. Prints figures; asserts nothing, so a noisy machine cannot
+//! make it flaky.
+//!
+//! `STATEHOUSE_BENCH_CASES` picks the cases (`plain`, `slow`; both by default) and
+//! `STATEHOUSE_BENCH_FAULTS` replaces the slow case's fault rules (the proxy's text form).
 
 #[path = "../tests/support/moto.rs"]
 mod moto;
+
+// The benchmark uses the proxy's text form and counters, not every builder the tests use.
+#[allow(dead_code)]
+#[path = "../tests/support/faults/mod.rs"]
+mod faults;
+
+#[path = "bench_onboard/slow.rs"]
+mod slow;
 
 #[path = "bench_onboard/floor.rs"]
 mod floor;
@@ -35,9 +49,14 @@ const TOKEN: &str = "bench-admin-token-0123456789";
 const MINIMAL_CALLS: usize = floor::MINIMAL_CALLS;
 
 async fn aws_for(moto: &moto::Moto) -> Aws {
-    let config = aws_config::defaults(BehaviorVersion::latest())
+    aws_at(&moto.endpoint).await
+}
+
+/// Clients with the production timeouts and retries, at `endpoint`.
+async fn aws_at(endpoint: &str) -> Aws {
+    let config = statehouse::aws::client_policy(aws_config::defaults(BehaviorVersion::latest()))
         .region(Region::new(REGION))
-        .endpoint_url(&moto.endpoint)
+        .endpoint_url(endpoint)
         .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
         .load()
         .await;
@@ -125,15 +144,25 @@ async fn database(admin_url: &str) -> sqlx::PgPool {
 
 struct Run {
     wall: Duration,
+    /// What the fault proxy did, when the run went through one.
+    faults: Option<String>,
     ready_after: Vec<Duration>,
     calls: usize,
     first_call_after: Vec<Duration>,
 }
 
-async fn onboard(n: usize, admin_url: &str) -> Run {
+async fn onboard(n: usize, admin_url: &str, faults: Option<&faults::FaultConfig>) -> Run {
     let moto = moto::Moto::start(10).await;
     let platform = platform(&moto).await;
-    let aws = aws_for(&moto).await;
+    let proxy = match faults {
+        Some(config) => Some(
+            faults::FaultProxy::start(&moto.endpoint, config.clone())
+                .await
+                .expect("the fault proxy starts"),
+        ),
+        None => None,
+    };
+    let aws = aws_at(proxy.as_ref().map_or(&moto.endpoint, |p| &p.endpoint)).await;
     let pool = database(admin_url).await;
     let reports: Arc<Mutex<Vec<PassReport>>> = Arc::default();
     let sink = reports.clone();
@@ -167,7 +196,10 @@ async fn onboard(n: usize, admin_url: &str) -> Run {
         settings: Arc::new(ApiSettings {
             spec_defaults: spec(),
             spec_limits: statehouse::domain::spec::SpecLimits { max_task_count: 10 },
-            cell: "cell-1".into(),
+            cells: vec![statehouse::db::cells::CellCapacity {
+                name: "cell-1".into(),
+                capacity: 100,
+            }],
         }),
         metrics: Arc::new(Metrics::default()),
         bootstrap_token_hash: Some(statehouse::auth::hash_token(TOKEN)),
@@ -229,6 +261,7 @@ async fn onboard(n: usize, admin_url: &str) -> Run {
         .collect();
     Run {
         wall,
+        faults: proxy.map(|p| p.summary()),
         ready_after: ready_after
             .into_iter()
             .map(Duration::from_secs_f64)
@@ -270,6 +303,29 @@ fn ms(d: Duration) -> String {
 async fn main() {
     let admin_url = std::env::var("DATABASE_URL")
         .expect("DATABASE_URL of a Postgres the benchmark may create a database on");
+    let cases = std::env::var("STATEHOUSE_BENCH_CASES").unwrap_or_else(|_| "plain,slow".into());
+    let slow_faults = match slow::faults() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("STATEHOUSE_BENCH_FAULTS: {e}");
+            std::process::exit(2);
+        }
+    };
+    for case in cases.split(',') {
+        match case.trim() {
+            "plain" => plain(&admin_url).await,
+            "slow" => slow::run(&admin_url, &slow_faults).await,
+            other => {
+                eprintln!(
+                    "STATEHOUSE_BENCH_CASES: unknown case \"{other}\", expected plain or slow"
+                );
+                std::process::exit(2);
+            }
+        }
+    }
+}
+
+async fn plain(admin_url: &str) {
     println!(
         "statehouse onboarding benchmark: debug build, moto server emulator, Postgres on loopback"
     );
@@ -294,7 +350,7 @@ async fn main() {
             let aws = aws_for(&moto).await;
             floor::run(&aws, &platform, n).await
         };
-        let run = onboard(n, &admin_url).await;
+        let run = onboard(n, admin_url, None).await;
         let per_tenant = run.calls as f64 / n as f64;
         println!(
             "{:>3}  {:>10}  {:>10}  {:>6.2}  {:>10}  {:>10}  {:>10.1}  {:>9.2}  {:>14}",
@@ -320,4 +376,5 @@ async fn main() {
     println!(
         "Targets: ratio at N=56 <= 1.5; calls per tenant <= 1.2 x minimum; first call < 50 ms."
     );
+    println!();
 }

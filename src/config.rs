@@ -6,6 +6,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use crate::{
+    db::cells::CellCapacity,
     domain::spec::{SpecDoc, SpecLimits, TenantSpec},
     http::ApiSettings,
     reconcile::{
@@ -108,9 +109,19 @@ pub struct TenantDefaults {
     /// No tenant may ask for more tasks than this.
     #[arg(long, env = "STATEHOUSE_MAX_TASK_COUNT", default_value_t = 10)]
     pub max_task_count: u32,
-    /// The cell (shared load balancer and cluster) new tenants are placed in.
+    /// The cell (shared load balancer and cluster) this process's worker serves, and where
+    /// new tenants go unless `STATEHOUSE_CELLS` says otherwise.
     #[arg(long, env = "STATEHOUSE_CELL", default_value = "cell-1")]
     pub cell: String,
+    /// The cells new tenants are placed in, in order of preference, as `name` or
+    /// `name=capacity` separated by commas; a tenant goes to the first with room.
+    #[arg(long, env = "STATEHOUSE_CELLS")]
+    pub cells: Option<String>,
+    /// Live tenants a cell holds unless its entry in `STATEHOUSE_CELLS` says otherwise. An
+    /// ALB takes at most 100 target groups, one per tenant.
+    #[arg(long, env = "STATEHOUSE_CELL_CAPACITY", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_CELL_CAPACITY)))]
+    pub cell_capacity: u32,
 }
 
 impl TenantDefaults {
@@ -135,12 +146,63 @@ impl TenantDefaults {
         if self.cell.trim().is_empty() {
             bail!("STATEHOUSE_CELL must not be empty");
         }
+        let cells = match &self.cells {
+            Some(list) => parse_cells(list, self.cell_capacity)?,
+            None => vec![CellCapacity {
+                name: self.cell.clone(),
+                capacity: self.cell_capacity,
+            }],
+        };
         Ok(ApiSettings {
             spec_defaults,
             spec_limits,
-            cell: self.cell.clone(),
+            cells,
         })
     }
+}
+
+/// A cell's load balancer holds at most 100 target groups, one per tenant (not adjustable).
+pub const MAX_CELL_CAPACITY: u32 = 100;
+
+/// Parses `STATEHOUSE_CELLS`: `cell-1=100,cell-2` (a cell without `=` takes `default`).
+pub fn parse_cells(list: &str, default: u32) -> anyhow::Result<Vec<CellCapacity>> {
+    let mut cells: Vec<CellCapacity> = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, capacity) = match entry.split_once('=') {
+            Some((name, n)) => {
+                let capacity = n.trim().parse::<u32>().map_err(|_| {
+                    anyhow::anyhow!(
+                        "STATEHOUSE_CELLS: `{entry}` has no valid capacity (a whole number, e.g. cell-1=100)"
+                    )
+                })?;
+                if capacity > MAX_CELL_CAPACITY {
+                    bail!(
+                        "STATEHOUSE_CELLS: `{entry}`: a cell holds at most {MAX_CELL_CAPACITY} tenants (target groups per load balancer)"
+                    );
+                }
+                (name.trim(), capacity)
+            }
+            None => (entry, default),
+        };
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            bail!("STATEHOUSE_CELLS: `{name}` is not a cell name (letters, digits, - and _)");
+        }
+        if cells.iter().any(|c| c.name == name) {
+            bail!("STATEHOUSE_CELLS: cell `{name}` is listed twice");
+        }
+        cells.push(CellCapacity {
+            name: name.to_owned(),
+            capacity,
+        });
+    }
+    if cells.is_empty() {
+        bail!("STATEHOUSE_CELLS lists no cell");
+    }
+    Ok(cells)
 }
 
 /// A duration as `90`, `90s`, `5m` or `2h` (a bare number is seconds).
@@ -314,5 +376,36 @@ impl WorkerArgs {
             backoff_base: self.backoff_base,
             backoff_max: self.backoff_max.max(self.backoff_base),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_take_their_own_capacity_or_the_default() {
+        let cells = parse_cells(" cell-1=2, cell_2 ,cell-3=0", 100).unwrap();
+        let got: Vec<(&str, u32)> = cells
+            .iter()
+            .map(|c| (c.name.as_str(), c.capacity))
+            .collect();
+        assert_eq!(got, [("cell-1", 2), ("cell_2", 100), ("cell-3", 0)]);
+    }
+
+    #[test]
+    fn a_bad_cell_list_says_which_entry_is_wrong() {
+        for (input, expected) in [
+            ("cell-1=lots", "`cell-1=lots` has no valid capacity"),
+            ("cell-1=-1", "`cell-1=-1` has no valid capacity"),
+            ("cell-1=101", "at most 100 tenants"),
+            ("cell 1", "`cell 1` is not a cell name"),
+            ("=5", "`` is not a cell name"),
+            ("cell-1,cell-1=3", "cell `cell-1` is listed twice"),
+            (" , ", "lists no cell"),
+        ] {
+            let err = parse_cells(input, 100).unwrap_err().to_string();
+            assert!(err.contains(expected), "{input:?}: {err}");
+        }
     }
 }

@@ -19,8 +19,11 @@ fn main() -> ExitCode {
     match runtime.block_on(statehouse::cli::run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            let (code, message) = statehouse::cli::exit::report(&err);
+            if !message.is_empty() {
+                eprintln!("error: {message}");
+            }
+            ExitCode::from(code)
         }
     }
 }

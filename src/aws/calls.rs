@@ -19,10 +19,13 @@ use aws_smithy_runtime_api::{
             Intercept,
         },
         orchestrator::Metadata,
+        retries::RequestAttempts,
         runtime_components::RuntimeComponents,
     },
 };
 use aws_smithy_types::config_bag::ConfigBag;
+
+use super::fault::{FaultPoint, When};
 
 /// Operations whose names start so only read; every other operation changes something.
 const READ_PREFIXES: &[&str] = &["Describe", "Get", "List", "Head"];
@@ -42,7 +45,10 @@ pub struct CallKey {
 /// Totals since the process started (or since the log was made, in tests).
 #[derive(Debug, Clone, Default)]
 pub struct CallLog {
+    /// Every attempt, by outcome.
     counts: Arc<Mutex<BTreeMap<CallKey, u64>>>,
+    /// Attempts the SDK made again after a failed one, by (service, operation).
+    retries: Arc<Mutex<BTreeMap<(String, String), u64>>>,
 }
 
 impl CallLog {
@@ -50,20 +56,41 @@ impl CallLog {
         self.counts.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
-    fn record(&self, key: CallKey) {
+    pub fn retries(&self) -> BTreeMap<(String, String), u64> {
+        self.retries.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn record(&self, key: CallKey, attempt: u32) {
+        if attempt > 1 {
+            if let Ok(mut retries) = self.retries.lock() {
+                *retries
+                    .entry((key.service.clone(), key.operation.clone()))
+                    .or_default() += 1;
+            }
+        }
         if let Ok(mut counts) = self.counts.lock() {
             *counts.entry(key).or_default() += 1;
         }
     }
 }
 
-/// The calls one reconcile pass made; installed with [`CallScope::run`].
+/// The calls one reconcile pass made; installed with [`CallScope::run`]. It also knows
+/// until when the pass's lease is surely still held, and refuses to send a call after that:
+/// a worker that was frozen (a stopped process, a stalled VM) past its lease must not touch
+/// a tenant that another worker may have taken over. Its Postgres writes are fenced anyway;
+/// this keeps its AWS calls off too.
 #[derive(Debug, Default)]
 pub struct CallScope {
     calls: AtomicU64,
     mutating: AtomicU64,
     first_call: OnceLock<Instant>,
+    lease_until: Mutex<Option<Instant>>,
 }
+
+/// The error a call fails with when its pass's lease may have lapsed; it is never sent.
+#[derive(Debug, thiserror::Error)]
+#[error("the lease on the tenant may have lapsed (not renewed for a whole lease term); the call was not sent")]
+pub struct LeaseLapsed;
 
 tokio::task_local! {
     static SCOPE: Arc<CallScope>;
@@ -86,6 +113,25 @@ impl CallScope {
     pub fn first_call(&self) -> Option<Instant> {
         self.first_call.get().copied()
     }
+
+    /// Calls are sent only until `until` (moved on by each renewal of the lease).
+    pub fn hold_lease_until(&self, until: Instant) {
+        if let Ok(mut held) = self.lease_until.lock() {
+            *held = Some(until);
+        }
+    }
+
+    fn lease_lapsed(&self) -> bool {
+        self.lease_until
+            .lock()
+            .ok()
+            .and_then(|held| *held)
+            .is_some_and(|until| Instant::now() >= until)
+    }
+}
+
+fn service_label(meta: &Metadata) -> String {
+    meta.service().to_ascii_lowercase().replace(' ', "-")
 }
 
 /// Called once per attempt, e.g. to feed `/metrics`.
@@ -96,6 +142,8 @@ pub type OnCall = Arc<dyn Fn(&CallKey) + Send + Sync>;
 pub struct CallCounter {
     log: CallLog,
     on_call: Option<OnCall>,
+    /// Test-only: where to stop or kill the process (see [`super::fault`]).
+    fault: Option<Arc<FaultPoint>>,
 }
 
 impl std::fmt::Debug for CallCounter {
@@ -106,7 +154,17 @@ impl std::fmt::Debug for CallCounter {
 
 impl CallCounter {
     pub fn new(log: CallLog, on_call: Option<OnCall>) -> Self {
-        Self { log, on_call }
+        Self {
+            log,
+            on_call,
+            fault: None,
+        }
+    }
+
+    /// Arms a test-only fault point; `None` leaves the counter inert.
+    pub fn with_fault(mut self, fault: Option<FaultPoint>) -> Self {
+        self.fault = fault.map(Arc::new);
+        self
     }
 
     pub fn log(&self) -> &CallLog {
@@ -128,13 +186,27 @@ impl Intercept for CallCounter {
         let Some(meta) = cfg.load::<Metadata>() else {
             return Ok(());
         };
-        let _ = SCOPE.try_with(|scope| {
+        if let Some(fault) = &self.fault {
+            fault.check(When::Before, &service_label(meta), meta.name());
+        }
+        let lapsed = SCOPE.try_with(|scope| {
+            if scope.lease_lapsed() {
+                return true;
+            }
             scope.first_call.get_or_init(Instant::now);
             scope.calls.fetch_add(1, Ordering::Relaxed);
             if is_mutating(meta.name()) {
                 scope.mutating.fetch_add(1, Ordering::Relaxed);
             }
+            false
         });
+        if lapsed == Ok(true) {
+            tracing::warn!(
+                operation = meta.name(),
+                "the lease may have lapsed; AWS call not sent"
+            );
+            return Err(Box::new(LeaseLapsed));
+        }
         Ok(())
     }
 
@@ -154,14 +226,20 @@ impl Intercept for CallCounter {
             None => "no_response",
         };
         let key = CallKey {
-            service: meta.service().to_ascii_lowercase().replace(' ', "-"),
+            service: service_label(meta),
             operation: meta.name().to_owned(),
             outcome,
         };
         if let Some(on_call) = &self.on_call {
             on_call(&key);
         }
-        self.log.record(key);
+        let attempt = cfg
+            .load::<RequestAttempts>()
+            .map_or(1, RequestAttempts::attempts);
+        self.log.record(key.clone(), attempt);
+        if let Some(fault) = &self.fault {
+            fault.check(When::After, &key.service, &key.operation);
+        }
         Ok(())
     }
 }

@@ -95,7 +95,14 @@ impl AwsError {
             SdkError::DispatchFailure(_) => ("DispatchFailure".to_owned(), sdk_text(&err)),
             _ => ("ConstructionFailure".to_owned(), sdk_text(&err)),
         };
-        let retry = classify(&err, &code, &message, http_status);
+        let mut retry = classify(&err, &code, &message, http_status);
+        let mut code = code;
+        // Refused by the call counter, never sent: the pass's lease may be gone. Another
+        // pass (this worker's or another's) will do the work; nothing is wrong with AWS.
+        if lease_lapsed(&err) {
+            code = "LeaseLapsed".to_owned();
+            retry = Retry::Transient;
+        }
         Self {
             service,
             operation,
@@ -106,6 +113,17 @@ impl AwsError {
             retry,
         }
     }
+}
+
+fn lease_lapsed(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if e.is::<super::calls::LeaseLapsed>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 fn sdk_text<E: std::error::Error + 'static>(err: &SdkError<E>) -> String {

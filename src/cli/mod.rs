@@ -1,8 +1,10 @@
 //! The `statehouse` command line: the server and the admin commands.
 
 mod dev;
+pub mod exit;
 mod keys;
 mod serve;
+mod sweep;
 mod worker;
 
 use clap::{Parser, Subcommand};
@@ -42,16 +44,30 @@ enum Command {
     #[command(after_help = "Example:\n  set -a; . .dev/platform.env; set +a; statehouse worker")]
     Worker(WorkerCommandArgs),
     /// Local development helpers.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  statehouse dev bootstrap --out .dev/platform.env"
+    )]
     Dev(dev::DevCommand),
     /// Apply database migrations and exit.
+    #[command(
+        after_help = "Example:\n  DATABASE_URL=postgres://statehouse@db.internal/statehouse statehouse migrate"
+    )]
     Migrate(DatabaseArgs),
     /// Print the OpenAPI document.
     #[command(after_help = "Example:\n  statehouse openapi > openapi/openapi.json")]
     Openapi,
     /// Manage API keys.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  statehouse keys create --name ops --role admin\n  statehouse keys list\n  statehouse keys revoke ops"
+    )]
     Keys(keys::KeysCommand),
+    /// Find resources tagged for tenants that no longer live (exit 3 if any are left).
+    #[command(
+        after_help = "Examples:\n  statehouse sweep                         # list orphans; exit 0 if none, 3 if some\n  statehouse sweep --delete                # remove them, except buckets and tables\n  statehouse sweep --delete --include-data # also tables (after a final backup) and buckets\n  statehouse sweep --output json"
+    )]
+    Sweep(sweep::SweepArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -73,6 +89,7 @@ pub async fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(command) => keys::run(command).await,
+        Command::Sweep(args) => sweep::run(args).await,
     }
 }
 

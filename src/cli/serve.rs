@@ -27,7 +27,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 &args.database.database_url,
                 &args.platform,
                 &args.worker,
-                &settings.cell,
+                &args.tenants.cell,
                 metrics.clone(),
             )
             .await?,

@@ -4,11 +4,12 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::{
-    aws::Aws,
+    aws::{fault::FaultPoint, Aws},
     config::{PlatformArgs, WorkerArgs, WorkerCommandArgs},
     db,
     http::{self, AppState},
     metrics::Metrics,
+    reconcile::platform::Platform,
     worker::Worker,
 };
 
@@ -30,19 +31,7 @@ pub async fn build(
     let pool = db::connect(database_url, connections)
         .await
         .context("cannot connect the worker to the database at DATABASE_URL")?;
-    let config = Aws::load_config().await;
-    let region = config
-        .region()
-        .map(|r| r.as_ref().to_owned())
-        .context("no AWS region: set AWS_REGION")?;
-    let aws = Aws::with_metrics(&config, metrics.clone());
-    let account = match &platform.account_id {
-        Some(a) => a.clone(),
-        None => aws.account_id().await.context(
-            "cannot find the AWS account (set STATEHOUSE_ACCOUNT_ID or check credentials)",
-        )?,
-    };
-    let platform = platform.platform(cell, account, region)?;
+    let (aws, platform) = aws_and_platform(platform, cell, metrics.clone()).await?;
     Ok(Worker {
         id: Worker::new_id(),
         pool,
@@ -54,6 +43,31 @@ pub async fn build(
     })
 }
 
+/// AWS clients (counting every call into `metrics`) and the shared platform's settings,
+/// with the account from configuration or else from STS.
+pub async fn aws_and_platform(
+    platform: &PlatformArgs,
+    cell: &str,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<(Aws, Platform)> {
+    let config = Aws::load_config().await;
+    let region = config
+        .region()
+        .map(|r| r.as_ref().to_owned())
+        .context("no AWS region: set AWS_REGION")?;
+    // Test-only: the crash tests arm a fault point through the environment.
+    let fault = FaultPoint::from_env().map_err(anyhow::Error::msg)?;
+    let aws = Aws::with_counter(&config, Aws::metrics_counter(metrics).with_fault(fault));
+    let account = match &platform.account_id {
+        Some(a) => a.clone(),
+        None => aws.account_id().await.context(
+            "cannot find the AWS account (set STATEHOUSE_ACCOUNT_ID or check credentials)",
+        )?,
+    };
+    let platform = platform.platform(cell, account, region)?;
+    Ok((aws, platform))
+}
+
 /// `statehouse worker`: the reconciler alone, with /healthz, /readyz and /metrics.
 pub async fn run(args: WorkerCommandArgs) -> anyhow::Result<()> {
     let api_settings = args.tenants.settings()?;
@@ -63,7 +77,7 @@ pub async fn run(args: WorkerCommandArgs) -> anyhow::Result<()> {
         &args.database.database_url,
         &args.platform,
         &args.worker,
-        &api_settings.cell,
+        &args.tenants.cell,
         metrics.clone(),
     )
     .await?;

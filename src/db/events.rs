@@ -1,5 +1,5 @@
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{PgConnection, PgExecutor};
 use utoipa::ToSchema;
@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::domain::{state::StateSlug, tenant::Tenant};
 
 /// One entry in a tenant's append-only history.
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct Event {
     pub id: i64,
     /// The incarnation of the tenant this happened to.

@@ -29,6 +29,8 @@ pub struct Claimed {
     pub requested_at: DateTime<Utc>,
     pub attempts: i32,
     pub failing_since: Option<DateTime<Utc>>,
+    /// Taken just before the claim was sent: the lease surely lasts until this + its TTL.
+    pub claimed_at: std::time::Instant,
 }
 
 #[derive(sqlx::FromRow)]
@@ -42,13 +44,10 @@ struct ClaimRow {
     failing_since: Option<DateTime<Utc>>,
 }
 
-const TENANT_COLUMNS: &str =
-    "id, name, display_name, postal_code, status, generation, observed_generation, \
-     spec, resources, endpoint, conditions, last_error, cell, data_policy, deletion_requested_at, \
-     created_at, updated_at, deleted_at";
-
 /// Claims up to `limit` due tenants of `cells` whose lease is free or expired. The row locks
 /// last only for this statement; the lease is what keeps other workers off afterwards.
+/// Taking over a lease that expired without being released (its worker died or stalled) is
+/// recorded as a `lease.taken_over` event in the same statement.
 pub async fn claim(
     pool: &PgPool,
     owner: &str,
@@ -57,20 +56,31 @@ pub async fn claim(
     cells: &[String],
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     let sql = format!(
-        "UPDATE tenants t SET lease_token = gen_random_uuid(), lease_owner = $1, \
-             lease_expires_at = now() + make_interval(secs => $2) \
-         FROM (SELECT id FROM tenants \
-               WHERE status <> 'deleted' AND next_attempt_at <= now() AND cell = ANY($4) \
-                 AND (lease_expires_at IS NULL OR lease_expires_at < now()) \
-               ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) due \
-         WHERE t.id = due.id \
-         RETURNING {}, t.lease_token, t.request_seq, t.requested_at, t.attempts, t.failing_since",
-        TENANT_COLUMNS
-            .split(", ")
-            .map(|c| format!("t.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        "WITH due AS ( \
+             SELECT id, lease_owner AS previous_owner, lease_token AS previous_lease, \
+                    lease_expires_at AS previous_expiry FROM tenants \
+             WHERE status <> 'deleted' AND next_attempt_at <= now() AND cell = ANY($4) \
+               AND paused_at IS NULL \
+               AND (lease_expires_at IS NULL OR lease_expires_at < now()) \
+             ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED), \
+         claimed AS ( \
+             UPDATE tenants t SET lease_token = gen_random_uuid(), lease_owner = $1, \
+                 lease_expires_at = now() + make_interval(secs => $2) \
+             FROM due WHERE t.id = due.id \
+             RETURNING t.*, due.previous_owner, due.previous_lease, due.previous_expiry), \
+         taken_over AS ( \
+             INSERT INTO tenant_events (tenant_id, tenant_name, actor, action, generation, message, details) \
+             SELECT id, name, 'worker:' || $1, 'lease.taken_over', generation, \
+                    format('the lease of worker %s expired at %s without being released; taken over', \
+                           previous_owner, previous_expiry), \
+                    jsonb_build_object('lease', lease_token, 'previous_owner', previous_owner, \
+                                       'previous_lease', previous_lease, 'previous_expiry', previous_expiry) \
+             FROM claimed WHERE previous_owner IS NOT NULL) \
+         SELECT {}, lease_token, request_seq, requested_at, attempts, failing_since \
+         FROM claimed",
+        super::tenants::COLUMNS
     );
+    let claimed_at = std::time::Instant::now();
     let rows: Vec<ClaimRow> = sqlx::query_as(&sql)
         .bind(owner)
         .bind(ttl.as_secs_f64())
@@ -87,6 +97,7 @@ pub async fn claim(
             requested_at: r.requested_at,
             attempts: r.attempts,
             failing_since: r.failing_since,
+            claimed_at,
         })
         .collect())
 }
@@ -181,6 +192,26 @@ pub async fn event(
     fenced(done.rows_affected())
 }
 
+/// Records that a pass found its lease gone: its writes were refused and it stopped. Not
+/// fenced (the lease is no longer ours), and only ever appended: it changes no state.
+pub async fn record_lost(pool: &PgPool, claimed: &Claimed, actor: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO tenant_events (tenant_id, tenant_name, actor, action, generation, message, details) \
+         SELECT id, name, $2, 'lease.lost', $3, \
+                'the lease ended before the pass did (now held by ' || COALESCE(lease_owner, 'no worker') || \
+                '); its writes were refused and the pass stopped', \
+                jsonb_build_object('lease', $4::uuid, 'now_held_by', lease_owner, 'current_lease', lease_token) \
+         FROM tenants WHERE id = $1",
+    )
+    .bind(claimed.tenant.id)
+    .bind(actor)
+    .bind(claimed.tenant.generation)
+    .bind(claimed.token)
+    .execute(pool)
+    .await
+    .map(drop)
+}
+
 /// How a pass ended, as the row should show it.
 pub struct Release<'a> {
     pub status: TenantStatus,
@@ -256,7 +287,8 @@ pub async fn next_due(
 ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT min(GREATEST(next_attempt_at, COALESCE(lease_expires_at, next_attempt_at))) \
-         FROM tenants WHERE status <> 'deleted' AND next_attempt_at < 'infinity' AND cell = ANY($1)",
+         FROM tenants WHERE status <> 'deleted' AND next_attempt_at < 'infinity' AND cell = ANY($1) \
+           AND paused_at IS NULL",
     )
     .bind(cells)
     .fetch_one(pool)

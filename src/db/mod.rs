@@ -1,5 +1,6 @@
 //! Queries, as thin functions over an executor. Postgres is the only shared state.
 
+pub mod cells;
 pub mod events;
 pub mod idempotency;
 pub mod keys;

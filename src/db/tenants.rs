@@ -8,10 +8,11 @@ use crate::domain::{
     tenant::{DataPolicy, Tenant, TenantStatus},
 };
 
-const COLUMNS: &str =
+/// Every column of [`Tenant`], in one place for each query that returns tenants.
+pub const COLUMNS: &str =
     "id, name, display_name, postal_code, status, generation, observed_generation, \
      spec, resources, endpoint, conditions, last_error, cell, data_policy, deletion_requested_at, \
-     created_at, updated_at, deleted_at";
+     paused_at, paused_reason, created_at, updated_at, deleted_at";
 
 /// Makes the tenant due at once and tells a busy worker that the row moved under it.
 const WAKE: &str =
@@ -175,4 +176,61 @@ pub async fn notify_changed(conn: &mut PgConnection, name: &str) -> Result<(), s
         .execute(conn)
         .await
         .map(drop)
+}
+
+/// Pauses the live tenant and takes its lease away, so a pass in flight has its next write
+/// refused. `None` when it was paused already (nothing changes, the reason is kept).
+pub async fn pause(
+    conn: &mut PgConnection,
+    id: Uuid,
+    reason: Option<&str>,
+) -> Result<Option<Tenant>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE tenants SET paused_at = now(), paused_reason = $2, lease_token = NULL, \
+             lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
+         WHERE id = $1 AND status <> 'deleted' AND paused_at IS NULL RETURNING {COLUMNS}"
+    );
+    sqlx::query_as(&sql)
+        .bind(id)
+        .bind(reason)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Resumes a paused tenant and makes it due at once. `None` when it was not paused.
+pub async fn resume(conn: &mut PgConnection, id: Uuid) -> Result<Option<Tenant>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE tenants SET paused_at = NULL, paused_reason = NULL, updated_at = now(), {WAKE} \
+         WHERE id = $1 AND status <> 'deleted' AND paused_at IS NOT NULL RETURNING {COLUMNS}"
+    );
+    sqlx::query_as(&sql).bind(id).fetch_optional(conn).await
+}
+
+/// Names of the tenants that are not deleted (being deleted counts as live: its worker is
+/// still removing what it has).
+pub async fn live_names(ex: impl PgExecutor<'_>) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT DISTINCT name FROM tenants WHERE status <> 'deleted'")
+        .fetch_all(ex)
+        .await
+}
+
+/// Whether a tenant of that name is live (not deleted) right now.
+pub async fn is_live(ex: impl PgExecutor<'_>, name: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM tenants WHERE name = $1 AND status <> 'deleted')",
+    )
+    .bind(name)
+    .fetch_one(ex)
+    .await
+}
+
+/// Buckets and tables that deleted tenants kept under the `retain` data policy.
+pub async fn retained_data(ex: impl PgExecutor<'_>) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT r.value->>'name' FROM tenants t, jsonb_each(t.resources) r \
+         WHERE t.status = 'deleted' AND r.key IN ('bucket', 'table') \
+           AND (r.value->>'retained')::boolean AND r.value->>'name' IS NOT NULL",
+    )
+    .fetch_all(ex)
+    .await
 }

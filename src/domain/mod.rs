@@ -6,11 +6,11 @@ pub mod spec;
 pub mod state;
 pub mod tenant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// One problem with one input field, as reported in a validation problem's `errors`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FieldError {
     /// Where the problem is, as a dotted path into the request (e.g. `spec.cpu`).
     pub field: String,

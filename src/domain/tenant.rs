@@ -81,7 +81,7 @@ pub struct Condition {
 }
 
 /// A tenant as the API serves it.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct Tenant {
     /// Identifies this incarnation; a state deleted and created again gets a new id.
     pub id: Uuid,
@@ -112,6 +112,10 @@ pub struct Tenant {
     /// Set once deletion has been requested.
     pub data_policy: Option<DataPolicy>,
     pub deletion_requested_at: Option<DateTime<Utc>>,
+    /// Set while an operator has paused the tenant: the worker makes no AWS call for it.
+    pub paused_at: Option<DateTime<Utc>>,
+    /// Why it was paused, as the operator said.
+    pub paused_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,

@@ -6,7 +6,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::{FieldError, ValidationErrors};
@@ -14,7 +14,7 @@ use crate::domain::{FieldError, ValidationErrors};
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// An RFC 9457 problem document.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Problem {
     /// Stable identifier of the kind of problem; match on this, not on `title`.
     #[serde(rename = "type")]
@@ -26,7 +26,7 @@ pub struct Problem {
     pub status: u16,
     pub detail: String,
     /// Per-field problems, for validation errors.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
 }
 
@@ -40,6 +40,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// Every cell is full: no tenant can be placed until one is deleted or a cell added.
+    #[error("{0}")]
+    NoCapacity(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -83,6 +86,7 @@ impl ApiError {
             ),
             NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            NoCapacity(_) => (StatusCode::CONFLICT, "no-capacity", "No cell has room"),
             BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Malformed request"),
             UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

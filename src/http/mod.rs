@@ -1,12 +1,13 @@
 //! The REST API: routes, shared state and the layers every request passes through.
 
+mod actions;
 mod auth;
 mod cursor;
 pub mod error;
 mod extract;
 mod health;
 pub mod openapi;
-mod tenants;
+pub mod tenants;
 
 use std::{future::Future, sync::Arc};
 
@@ -28,6 +29,7 @@ use tracing::Level;
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::{
+    db::cells::CellCapacity,
     domain::spec::{SpecDoc, SpecLimits},
     metrics::Metrics,
 };
@@ -44,8 +46,8 @@ pub struct ApiSettings {
     /// Fills every spec field a client leaves out.
     pub spec_defaults: SpecDoc,
     pub spec_limits: SpecLimits,
-    /// The cell new tenants are placed in.
-    pub cell: String,
+    /// The cells new tenants are placed in, in order of preference, with their capacity.
+    pub cells: Vec<CellCapacity>,
 }
 
 #[derive(Clone)]

@@ -6,7 +6,7 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use super::{health, tenants, AppState};
+use super::{actions, health, tenants, AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -38,6 +38,7 @@ impl Modify for BearerAuth {
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(tenants::router())
+        .merge(actions::router())
         .merge(health::router())
 }
 

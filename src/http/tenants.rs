@@ -36,7 +36,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_tenants, create_tenant))
         .routes(routes!(get_tenant, patch_tenant, delete_tenant))
         .routes(routes!(list_events))
-        .routes(routes!(reconcile_tenant))
 }
 
 const MAX_DISPLAY_NAME: usize = 100;
@@ -105,17 +104,17 @@ pub struct PageParams {
     cursor: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct TenantPage {
-    items: Vec<Tenant>,
+    pub items: Vec<Tenant>,
     /// Pass as `cursor` for the next page; null on the last page.
-    next_cursor: Option<String>,
+    pub next_cursor: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct EventPage {
-    items: Vec<db::events::Event>,
-    next_cursor: Option<String>,
+    pub items: Vec<db::events::Event>,
+    pub next_cursor: Option<String>,
 }
 
 /// The ETag is a digest of the tenant exactly as served, so it changes whenever anything
@@ -129,7 +128,11 @@ fn location(name: &str) -> String {
     format!("/v1/tenants/{name}")
 }
 
-fn tenant_response(status: StatusCode, tenant: &Tenant, with_location: bool) -> Response {
+pub(super) fn tenant_response(
+    status: StatusCode,
+    tenant: &Tenant,
+    with_location: bool,
+) -> Response {
     let mut response = (status, Json(tenant)).into_response();
     let headers = response.headers_mut();
     if let Ok(tag) = HeaderValue::from_str(&etag(tenant)) {
@@ -200,7 +203,7 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A live tenant of that name exists", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A live tenant of that name exists, or no cell has room", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid name or spec, or an idempotency key reused with another body", body = Problem, content_type = "application/problem+json"),
@@ -249,11 +252,21 @@ async fn create_tenant(
             return replay(stored, &request_hash);
         }
     }
+    // Placed under a lock, after the name is known to be free, so "already exists" wins
+    // over "full" and two creates cannot both take a cell's last place.
+    db::cells::lock(&mut tx).await?;
+    if db::tenants::lock_live(&mut tx, name).await?.is_some() {
+        drop(tx);
+        return Err(already_exists(&state, name).await);
+    }
+    let cell = db::cells::with_room(&mut tx, &state.settings.cells)
+        .await?
+        .ok_or_else(|| no_capacity(&state.settings.cells))?;
     let new = db::tenants::NewTenant {
         name,
         display_name,
         spec: &spec,
-        cell: &state.settings.cell,
+        cell: &cell,
     };
     let tenant = match db::tenants::insert(&mut tx, new).await {
         Err(err) if db::is_unique_violation(&err) => {
@@ -302,6 +315,17 @@ fn replay(stored: StoredResponse, request_hash: &[u8]) -> ApiResult<Response> {
     Ok(response)
 }
 
+fn no_capacity(cells: &[db::cells::CellCapacity]) -> ApiError {
+    let cells = cells
+        .iter()
+        .map(|c| format!("{} ({} tenants)", c.name, c.capacity))
+        .collect::<Vec<_>>()
+        .join(", ");
+    ApiError::NoCapacity(format!(
+        "every cell is full: {cells}; delete a tenant or add a cell to STATEHOUSE_CELLS"
+    ))
+}
+
 async fn already_exists(state: &AppState, name: StateSlug) -> ApiError {
     let status = match db::tenants::find_latest(&state.pool, name).await {
         Ok(Some(existing)) => format!(" (status {})", existing.status.as_str()),
@@ -312,7 +336,7 @@ async fn already_exists(state: &AppState, name: StateSlug) -> ApiError {
     ))
 }
 
-async fn record(
+pub(super) async fn record(
     conn: &mut PgConnection,
     tenant: &Tenant,
     caller: &Caller,
@@ -414,7 +438,7 @@ async fn get_tenant(
     Ok(tenant_response(StatusCode::OK, &tenant, false))
 }
 
-fn not_found(name: StateSlug) -> ApiError {
+pub(super) fn not_found(name: StateSlug) -> ApiError {
     ApiError::NotFound(format!("there is no tenant for {name}"))
 }
 
@@ -663,48 +687,6 @@ async fn delete_tenant(
     db::tenants::notify_changed(&mut tx, &tenant.name).await?;
     tx.commit().await?;
     Ok(tenant_response(StatusCode::ACCEPTED, &tenant, true))
-}
-
-/// Ask for an immediate reconcile.
-///
-/// The worker normally revisits every tenant once per resync interval; this makes the tenant
-/// due now, e.g. after something was repaired by hand, or to retry a tenant that failed for
-/// a reason that has since gone away. It answers at once; follow the tenant's status.
-#[utoipa::path(
-    post, path = "/v1/tenants/{name}/reconcile", tag = "tenants",
-    security(("bearer" = [])),
-    params(("name" = String, Path, description = "Slug or postal code", example = "new-york")),
-    responses(
-        (status = 202, description = "A pass is due now", body = Tenant, headers(("Location" = String))),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-    )
-)]
-async fn reconcile_tenant(
-    State(state): State<AppState>,
-    AdminCaller(caller): AdminCaller,
-    TenantName(name): TenantName,
-) -> ApiResult<Response> {
-    let mut tx = state.pool.begin().await?;
-    let current = db::tenants::lock_live(&mut tx, name)
-        .await?
-        .ok_or_else(|| not_found(name))?;
-    db::tenants::request_reconcile(&mut tx, current.id).await?;
-    let message = format!("reconcile requested by key {}", caller.key_name);
-    record(
-        &mut tx,
-        &current,
-        &caller,
-        "tenant.reconcile_requested",
-        message,
-        json!({}),
-    )
-    .await?;
-    db::tenants::notify_changed(&mut tx, &current.name).await?;
-    tx.commit().await?;
-    Ok(tenant_response(StatusCode::ACCEPTED, &current, true))
 }
 
 /// A state's history, newest first, across every tenant it has had.

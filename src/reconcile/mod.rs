@@ -11,6 +11,7 @@ pub mod role;
 pub mod rule;
 pub mod scaling;
 pub mod service;
+pub mod sweep;
 pub mod table;
 pub mod target_group;
 pub mod task_def;

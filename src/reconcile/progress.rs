@@ -116,12 +116,18 @@ impl Progress {
         .await
     }
 
+    /// Appends to the tenant's history. Each event names the lease it was written under,
+    /// so the history shows which pass (and which worker) did what, and that the passes of
+    /// different workers never interleave.
     pub async fn event(
         &self,
         action: &str,
         message: &str,
-        details: Value,
+        mut details: Value,
     ) -> Result<(), LeaseError> {
+        if let Value::Object(map) = &mut details {
+            map.insert("lease".into(), Value::String(self.token.to_string()));
+        }
         leases::event(
             &self.pool,
             (&self.tenant, self.token),
@@ -133,6 +139,16 @@ impl Progress {
         .await
     }
 
+    /// Whether the tenant was ready at its current generation when claimed: then nothing was
+    /// asked of this pass, and any change it has to make repairs drift (a hand edit in the
+    /// console, a deleted rule, a scaled service).
+    fn settled(&self) -> bool {
+        let t = &self.tenant;
+        t.status == TenantStatus::Ready
+            && t.observed_generation == t.generation
+            && t.deletion_requested_at.is_none()
+    }
+
     /// The event for a step that changed something.
     pub async fn changed(
         &self,
@@ -142,6 +158,18 @@ impl Progress {
     ) -> Result<(), LeaseError> {
         if changes.is_empty() {
             return Ok(());
+        }
+        if self.settled() {
+            return self
+                .event(
+                    "resource.drift_repaired",
+                    &format!(
+                        "{kind} {name} had drifted from the spec; restored with {}",
+                        changes.join(", ")
+                    ),
+                    json!({ "resource": kind, "name": name, "calls": changes, "drift": true }),
+                )
+                .await;
         }
         let action = if changes
             .iter()

@@ -57,17 +57,26 @@ async fn target(scaling: &Client, resource_id: &str) -> Result<Option<(i32, i32)
         .map(|t| (t.min_capacity(), t.max_capacity())))
 }
 
-async fn policy_ok(scaling: &Client, spec: &ScalingSpec<'_>) -> Result<bool, AwsError> {
+async fn policies(
+    scaling: &Client,
+    resource_id: &str,
+    policy_name: &str,
+) -> Result<Vec<aws_sdk_applicationautoscaling::types::ScalingPolicy>, AwsError> {
     let out = scaling
         .describe_scaling_policies()
         .service_namespace(ServiceNamespace::Ecs)
-        .resource_id(spec.resource_id)
+        .resource_id(resource_id)
         .scalable_dimension(dimension())
-        .policy_names(spec.policy_name)
+        .policy_names(policy_name)
         .send()
         .await
         .map_err(sdk(SCALING, "DescribeScalingPolicies"))?;
-    Ok(out.scaling_policies().iter().any(|p| {
+    Ok(out.scaling_policies().to_vec())
+}
+
+async fn policy_ok(scaling: &Client, spec: &ScalingSpec<'_>) -> Result<bool, AwsError> {
+    let found = policies(scaling, spec.resource_id, spec.policy_name).await?;
+    Ok(found.iter().any(|p| {
         p.policy_type() == &PolicyType::TargetTrackingScaling
             && p.target_tracking_scaling_policy_configuration()
                 .is_some_and(|c| {
@@ -156,18 +165,25 @@ pub async fn delete(
     policy_name: &str,
 ) -> Result<Changes, AwsError> {
     let mut changes = Changes::new();
-    match scaling
-        .delete_scaling_policy()
-        .policy_name(policy_name)
-        .service_namespace(ServiceNamespace::Ecs)
-        .resource_id(resource_id)
-        .scalable_dimension(dimension())
-        .send()
-        .await
+    // Looked up first: a pass that deleted the policy and then crashed must find it gone,
+    // not fail on deleting it again (not every endpoint says ObjectNotFoundException).
+    if !policies(scaling, resource_id, policy_name)
+        .await?
+        .is_empty()
     {
-        Ok(_) => changes.push("DeleteScalingPolicy"),
-        Err(e) => AwsError::from_sdk(SCALING, "DeleteScalingPolicy", e)
-            .tolerate(&["ObjectNotFoundException"])?,
+        match scaling
+            .delete_scaling_policy()
+            .policy_name(policy_name)
+            .service_namespace(ServiceNamespace::Ecs)
+            .resource_id(resource_id)
+            .scalable_dimension(dimension())
+            .send()
+            .await
+        {
+            Ok(_) => changes.push("DeleteScalingPolicy"),
+            Err(e) => AwsError::from_sdk(SCALING, "DeleteScalingPolicy", e)
+                .tolerate(&["ObjectNotFoundException"])?,
+        }
     }
     if target(scaling, resource_id).await?.is_some() {
         match scaling

@@ -140,13 +140,23 @@ pub async fn ensure(
     } else {
         None
     };
-    let Some(tg) = existing else {
-        let arn = create(elb, spec).await?;
-        set_delay(elb, &arn).await?;
-        return Ok((
-            arn,
-            vec!["CreateTargetGroup", "ModifyTargetGroupAttributes"],
-        ));
+    let tg = match existing {
+        Some(tg) => tg,
+        None => match create(elb, spec).await {
+            Ok(arn) => {
+                set_delay(elb, &arn).await?;
+                return Ok((
+                    arn,
+                    vec!["CreateTargetGroup", "ModifyTargetGroupAttributes"],
+                ));
+            }
+            // Made by a pass that ended (crashed) before it could record it: adopt it, and
+            // check it below like any existing one.
+            Err(e) if e.is(&["DuplicateTargetGroupName"]) => {
+                describe(elb, spec.name).await?.ok_or(e)?
+            }
+            Err(e) => return Err(e),
+        },
     };
     let arn = tg.target_group_arn().unwrap_or_default().to_owned();
     if !immutable_ok(&tg, spec) {

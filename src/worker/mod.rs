@@ -75,7 +75,8 @@ impl Worker {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let this = Arc::new(self);
         let wake = Arc::new(Notify::new());
-        let listener = tokio::spawn(listen(this.pool.clone(), wake.clone()));
+        let in_flight = InFlight::default();
+        let listener = tokio::spawn(listen(this.pool.clone(), wake.clone(), in_flight.clone()));
         let housekeeping = tokio::spawn(housekeeping(this.pool.clone()));
         tracing::info!(worker = %this.id, concurrency = this.settings.concurrency, "worker started");
         let mut passes = JoinSet::new();
@@ -91,7 +92,14 @@ impl Worker {
                     Ok(claimed) => {
                         claimed_all = claimed.len() == free;
                         for c in claimed {
-                            passes.spawn(pass::run(this.clone(), c));
+                            let poke = in_flight.start(&c.tenant.name);
+                            let in_flight = in_flight.clone();
+                            let this = this.clone();
+                            passes.spawn(async move {
+                                let name = c.tenant.name.clone();
+                                pass::run(this, c, poke).await;
+                                in_flight.finish(&name);
+                            });
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot claim tenants; retrying"),
@@ -142,9 +150,38 @@ async fn housekeeping(pool: PgPool) {
     }
 }
 
-/// Turns every NOTIFY on the tenant channel into a wake-up. A lost connection is
-/// re-established; a wake is sent after it, in case a notification was missed meanwhile.
-async fn listen(pool: PgPool, wake: Arc<Notify>) {
+/// The tenants this worker has a pass under way for, each with a way to make its heartbeat
+/// beat at once: when the row changes under a pass (e.g. it was paused, which takes the
+/// lease away), the pass learns it now rather than at its next regular beat.
+#[derive(Clone, Default)]
+struct InFlight(Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Notify>>>>);
+
+impl InFlight {
+    fn start(&self, tenant: &str) -> Arc<Notify> {
+        let poke = Arc::new(Notify::new());
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(tenant.to_owned(), poke.clone());
+        }
+        poke
+    }
+
+    fn finish(&self, tenant: &str) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(tenant);
+        }
+    }
+
+    fn poke(&self, tenant: &str) {
+        if let Some(poke) = self.0.lock().ok().and_then(|map| map.get(tenant).cloned()) {
+            poke.notify_one();
+        }
+    }
+}
+
+/// Turns every NOTIFY on the tenant channel into a wake-up, and pokes the pass under way for
+/// that tenant, if any. A lost connection is re-established; a wake is sent after it, in case
+/// a notification was missed meanwhile.
+async fn listen(pool: PgPool, wake: Arc<Notify>, in_flight: InFlight) {
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(l) => l,
@@ -162,7 +199,10 @@ async fn listen(pool: PgPool, wake: Arc<Notify>) {
         wake.notify_one();
         loop {
             match listener.try_recv().await {
-                Ok(Some(_)) => wake.notify_one(),
+                Ok(Some(notification)) => {
+                    in_flight.poke(notification.payload());
+                    wake.notify_one();
+                }
                 Ok(None) => {
                     wake.notify_one();
                 }

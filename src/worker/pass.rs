@@ -31,11 +31,13 @@ enum Outcome {
     Failed(PassError),
 }
 
-pub(super) async fn run(worker: Arc<Worker>, claimed: Claimed) {
+/// Runs one pass for a claimed tenant; `poke` makes the heartbeat check the lease at once.
+pub(super) async fn run(worker: Arc<Worker>, claimed: Claimed, poke: Arc<tokio::sync::Notify>) {
     let started = std::time::Instant::now();
     let started_at = Utc::now();
     let scope = Arc::new(CallScope::default());
-    let heartbeat = heartbeat(worker.clone(), &claimed);
+    scope.hold_lease_until(claimed.claimed_at + worker.settings.lease_ttl);
+    let heartbeat = heartbeat(worker.clone(), &claimed, &scope, &poke);
     let progress = Progress::new(
         worker.pool.clone(),
         claimed.tenant.clone(),
@@ -76,12 +78,24 @@ pub(super) async fn run(worker: Arc<Worker>, claimed: Claimed) {
 /// Extends the lease every third of its time; resolves when the lease is lost, or when
 /// renewals have failed for so long that it may have expired: past that point another
 /// worker could be reconciling the tenant, so this pass must stop.
-async fn heartbeat(worker: Arc<Worker>, claimed: &Claimed) -> LeaseError {
+///
+/// A poke (the tenant's row changed: a new spec, a pause) makes it beat at once, so a pass
+/// whose lease was taken away stops before its next AWS call rather than at the next beat.
+async fn heartbeat(
+    worker: Arc<Worker>,
+    claimed: &Claimed,
+    scope: &CallScope,
+    poke: &tokio::sync::Notify,
+) -> LeaseError {
     let ttl = worker.settings.lease_ttl;
     let every = ttl / 3;
     let mut renewed = std::time::Instant::now();
     loop {
-        tokio::time::sleep(every).await;
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = poke.notified() => {}
+        }
+        let sent = std::time::Instant::now();
         match leases::heartbeat(
             &worker.pool,
             claimed.tenant.id,
@@ -90,7 +104,10 @@ async fn heartbeat(worker: Arc<Worker>, claimed: &Claimed) -> LeaseError {
         )
         .await
         {
-            Ok(()) => renewed = std::time::Instant::now(),
+            Ok(()) => {
+                renewed = std::time::Instant::now();
+                scope.hold_lease_until(sent + ttl);
+            }
             Err(LeaseError::Fenced) => return LeaseError::Fenced,
             // The database being briefly away is not a lost lease; the next beat retries,
             // unless the lease may run out before it.
@@ -214,6 +231,9 @@ async fn finish(
         Ok(label) => label,
         Err(LeaseError::Fenced) => {
             tracing::warn!(tenant = %claimed.tenant.name, "lease lost to another worker; its writes were refused");
+            if let Err(e) = leases::record_lost(&worker.pool, claimed, &actor(worker)).await {
+                tracing::warn!(tenant = %claimed.tenant.name, error = %e, "cannot record the lost lease");
+            }
             "lost"
         }
         Err(LeaseError::Db(e)) => {
@@ -349,8 +369,10 @@ async fn finish_failed(
     } else {
         "RetryingAfterError"
     };
+    // The status is written by the release below, together with `last_error`, so no reader
+    // ever sees `failed` without the error that caused it.
     progress
-        .condition("Ready", ("False", reason, message.clone()), Some(status))
+        .condition("Ready", ("False", reason, message.clone()), None)
         .await?;
     if give_up && tenant.status != TenantStatus::Failed {
         let why = if transient {

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use statehouse::{
     auth::{generate_token, hash_token, Role},
-    db,
+    db::{self, cells::CellCapacity},
     domain::spec::{SpecDoc, SpecLimits},
     http::{self, ApiSettings, AppState},
     metrics::Metrics,
@@ -40,17 +40,24 @@ pub fn settings() -> ApiSettings {
         spec_limits: SpecLimits {
             max_task_count: MAX_TASKS,
         },
-        cell: "cell-1".into(),
+        cells: vec![CellCapacity {
+            name: "cell-1".into(),
+            capacity: 100,
+        }],
     }
 }
 
 impl TestApp {
     pub async fn spawn(pool: PgPool) -> Self {
+        Self::spawn_with(pool, settings()).await
+    }
+
+    pub async fn spawn_with(pool: PgPool, settings: ApiSettings) -> Self {
         let admin = Self::create_key(&pool, "ops", Role::Admin).await;
         let viewer = Self::create_key(&pool, "auditor", Role::Viewer).await;
         let state = AppState {
             pool: pool.clone(),
-            settings: Arc::new(settings()),
+            settings: Arc::new(settings),
             metrics: Arc::new(Metrics::default()),
             bootstrap_token_hash: Some(hash_token(BOOTSTRAP_TOKEN)),
         };

@@ -7,4 +7,5 @@ mod errors;
 mod health;
 mod helpers;
 mod openapi;
+mod reliability;
 mod tenants;

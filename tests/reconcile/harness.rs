@@ -21,11 +21,21 @@ use statehouse::{
 };
 use tokio::{sync::oneshot, task::JoinHandle};
 
-use crate::{config_for, moto::Moto, REGION};
+use crate::{
+    config_at,
+    moto::Moto,
+    proxy::{FaultConfig, FaultProxy},
+    REGION,
+};
 
 pub struct Stack {
     /// Kept so the emulator lives as long as the stack.
     _moto: Moto,
+    /// Between the worker and the emulator, when the stack was started through one.
+    pub faults: Option<FaultProxy>,
+    /// The worker's clients (through the proxy, if there is one).
+    /// What `statehouse dev bootstrap` wrote: the settings a worker process needs.
+    pub platform_env: HashMap<String, String>,
     pub aws: Aws,
     pub platform: Platform,
     pub pool: PgPool,
@@ -83,6 +93,49 @@ impl Stack {
         settings: WorkerSettings,
         deployment_timeout: Duration,
     ) -> Self {
+        Self::start_inner(pool, running_tasks, settings, deployment_timeout, None).await
+    }
+
+    /// As [`Stack::start`], with the worker's AWS traffic going through a [`FaultProxy`]
+    /// with `faults`; the bootstrap of the shared platform talks to the emulator directly.
+    pub async fn start_through(
+        faults: FaultConfig,
+        pool: PgPool,
+        running_tasks: u32,
+        settings: WorkerSettings,
+    ) -> Self {
+        let timeout = Duration::from_secs(600);
+        Self::start_inner(pool, running_tasks, settings, timeout, Some(faults)).await
+    }
+
+    async fn start_inner(
+        pool: PgPool,
+        running_tasks: u32,
+        settings: WorkerSettings,
+        deployment_timeout: Duration,
+        faults: Option<FaultConfig>,
+    ) -> Self {
+        let mut stack =
+            Self::without_worker_through(pool, running_tasks, deployment_timeout, faults).await;
+        stack.start_worker(settings);
+        stack
+    }
+
+    /// The emulator and the shared platform, for tests that run workers as processes.
+    pub async fn without_worker(
+        pool: PgPool,
+        running_tasks: u32,
+        deployment_timeout: Duration,
+    ) -> Self {
+        Self::without_worker_through(pool, running_tasks, deployment_timeout, None).await
+    }
+
+    async fn without_worker_through(
+        pool: PgPool,
+        running_tasks: u32,
+        deployment_timeout: Duration,
+        faults: Option<FaultConfig>,
+    ) -> Self {
         let moto = Moto::start(running_tasks).await;
         let env = bootstrap(&moto).await;
         let get = |k: &str| {
@@ -111,18 +164,27 @@ impl Stack {
             }],
         };
         let metrics = Arc::new(Metrics::default());
-        let aws = Aws::with_metrics(&config_for(&moto).await, metrics.clone());
-        let mut stack = Self {
+        let faults = match faults {
+            Some(config) => Some(
+                FaultProxy::start(&moto.endpoint, config)
+                    .await
+                    .expect("the fault proxy starts"),
+            ),
+            None => None,
+        };
+        let endpoint = faults.as_ref().map_or(&moto.endpoint, |f| &f.endpoint);
+        let aws = Aws::with_metrics(&config_at(endpoint).await, metrics.clone());
+        Self {
             _moto: moto,
+            faults,
+            platform_env: env,
             aws,
             platform,
             pool,
             metrics,
             stop: None,
             worker: None,
-        };
-        stack.start_worker(settings);
-        stack
+        }
     }
 
     fn start_worker(&mut self, settings: WorkerSettings) {
@@ -145,6 +207,45 @@ impl Stack {
                 .await
                 .expect("the worker stops cleanly");
         }));
+    }
+
+    /// The environment a `statehouse` command needs to work on this stack: the emulator,
+    /// the database and the platform settings that `dev bootstrap` wrote.
+    pub async fn command_env(&self) -> Vec<(String, String)> {
+        let database: String = sqlx::query_scalar("SELECT current_database()")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+        let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+        let (server, _) = base
+            .split('?')
+            .next()
+            .and_then(|b| b.rsplit_once('/'))
+            .expect("DATABASE_URL ends with a database name");
+        let url = format!("{server}/{database}");
+        let cell = self.cell();
+        [
+            ("DATABASE_URL", url),
+            ("AWS_ENDPOINT_URL", self._moto.endpoint.clone()),
+            ("AWS_REGION", REGION.to_owned()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+            ("STATEHOUSE_ACCOUNT_ID", self.platform.account.clone()),
+            ("STATEHOUSE_BASE_DOMAIN", self.platform.base_domain.clone()),
+            (
+                "STATEHOUSE_EXECUTION_ROLE_ARN",
+                self.platform.execution_role_arn.clone(),
+            ),
+            ("STATEHOUSE_CELL", cell.name.clone()),
+            ("STATEHOUSE_CLUSTER", cell.cluster.clone()),
+            ("STATEHOUSE_LISTENER_ARN", cell.listener_arn.clone()),
+            ("STATEHOUSE_VPC_ID", cell.vpc_id.clone()),
+            ("STATEHOUSE_SUBNETS", cell.subnets.join(",")),
+            ("STATEHOUSE_SECURITY_GROUPS", cell.security_groups.join(",")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
     }
 
     pub fn cell(&self) -> &Cell {

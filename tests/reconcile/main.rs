@@ -3,8 +3,18 @@
 #[path = "../support/moto.rs"]
 mod moto;
 
+#[path = "../support/faults/mod.rs"]
+mod proxy;
+
 mod bucket;
+mod crash;
+mod drift;
+mod faults;
 mod harness;
+mod leases;
+mod postgres_restart;
+mod process;
+mod sweep;
 mod worker;
 
 use aws_config::{BehaviorVersion, Region};
@@ -15,13 +25,14 @@ pub const REGION: &str = "us-west-2";
 
 /// Clients pointed at a private emulator.
 pub async fn aws_for(moto: &moto::Moto) -> Aws {
-    Aws::new(&config_for(moto).await)
+    Aws::new(&config_at(&moto.endpoint).await)
 }
 
-pub async fn config_for(moto: &moto::Moto) -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+/// The production timeouts and retries, with the emulator's (or a proxy's) address.
+pub async fn config_at(endpoint: &str) -> aws_config::SdkConfig {
+    statehouse::aws::client_policy(aws_config::defaults(BehaviorVersion::latest()))
         .region(Region::new(REGION))
-        .endpoint_url(&moto.endpoint)
+        .endpoint_url(endpoint)
         .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
         .load()
         .await

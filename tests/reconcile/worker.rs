@@ -285,7 +285,7 @@ async fn all_56_states_at_once_become_ready_with_distinct_priorities(pool: PgPoo
     stack.stop().await;
 }
 
-fn mutating_calls(stack: &Stack) -> u64 {
+pub fn mutating_calls(stack: &Stack) -> u64 {
     stack
         .aws
         .calls
@@ -670,11 +670,22 @@ async fn a_worker_whose_lease_was_taken_over_cannot_write(pool: PgPool) {
     .await
     .unwrap();
     leases::release(&pool, &b, release()).await.unwrap();
-    let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM tenant_events ORDER BY id")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    assert_eq!(actions, ["fresh"]);
+    let events: Vec<(String, String, Value)> =
+        sqlx::query_as("SELECT actor, action, details FROM tenant_events ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let actions: Vec<_> = events.iter().map(|(_, a, _)| a.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["lease.taken_over", "fresh"],
+        "A's writes left no trace"
+    );
+    let (actor, _, taken_over) = &events[0];
+    assert_eq!(actor, "worker:worker-b");
+    assert_eq!(taken_over["previous_owner"], "worker-a");
+    assert_eq!(taken_over["previous_lease"], a.token.to_string());
+    assert_eq!(taken_over["lease"], b.token.to_string());
 }
 
 #[sqlx::test]

@@ -1,0 +1,217 @@
+//! Operator actions on a tenant that are not changes to its desired state: ask for a pass
+//! now, or pause the worker while the tenant is repaired by hand.
+
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{header, HeaderMap, StatusCode},
+    response::Response,
+};
+use serde::{de::DeserializeOwned, Deserialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{
+    auth::AdminCaller,
+    error::{ApiError, ApiResult, Problem},
+    extract::TenantName,
+    tenants::{not_found, record, tenant_response},
+    AppState,
+};
+use crate::{db, domain::tenant::Tenant};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(reconcile_tenant))
+        .routes(routes!(pause_tenant))
+        .routes(routes!(resume_tenant))
+}
+
+const MAX_REASON: usize = 500;
+
+/// Why a tenant is paused.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PauseTenant {
+    /// Shown on the tenant and in its history (at most 500 characters).
+    #[schema(example = "restoring the table from a backup by hand, ticket OPS-1234")]
+    reason: Option<String>,
+}
+
+/// Ask for an immediate reconcile.
+///
+/// The worker normally revisits every tenant once per resync interval; this makes the tenant
+/// due now, e.g. after something was repaired by hand, or to retry a tenant that failed for
+/// a reason that has since gone away. It answers at once; follow the tenant's status.
+#[utoipa::path(
+    post, path = "/v1/tenants/{name}/reconcile", tag = "tenants",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "Slug or postal code", example = "new-york")),
+    responses(
+        (status = 202, description = "A pass is due now", body = Tenant, headers(("Location" = String))),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is paused", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn reconcile_tenant(
+    State(state): State<AppState>,
+    AdminCaller(caller): AdminCaller,
+    TenantName(name): TenantName,
+) -> ApiResult<Response> {
+    let mut tx = state.pool.begin().await?;
+    let current = db::tenants::lock_live(&mut tx, name)
+        .await?
+        .ok_or_else(|| not_found(name))?;
+    if current.paused_at.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "tenant {name} is paused; resume it to reconcile it"
+        )));
+    }
+    db::tenants::request_reconcile(&mut tx, current.id).await?;
+    let message = format!("reconcile requested by key {}", caller.key_name);
+    record(
+        &mut tx,
+        &current,
+        &caller,
+        "tenant.reconcile_requested",
+        message,
+        json!({}),
+    )
+    .await?;
+    db::tenants::notify_changed(&mut tx, &current.name).await?;
+    tx.commit().await?;
+    Ok(tenant_response(StatusCode::ACCEPTED, &current, true))
+}
+
+/// Pause the worker for a tenant.
+///
+/// While paused, the worker makes no AWS call for the tenant (a pass in flight stops at its
+/// next step), so it can be repaired by hand. Desired-state changes and deletion are still
+/// recorded and take effect on resume. Pausing a paused tenant changes nothing.
+#[utoipa::path(
+    post, path = "/v1/tenants/{name}/pause", tag = "tenants",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "Slug or postal code", example = "new-york")),
+    request_body(content = Option<PauseTenant>, description = "Optional reason"),
+    responses(
+        (status = 200, description = "Paused", body = Tenant),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn pause_tenant(
+    State(state): State<AppState>,
+    AdminCaller(caller): AdminCaller,
+    TenantName(name): TenantName,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let reason = optional_body::<PauseTenant>(&headers, &body)?
+        .and_then(|b| b.reason)
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REASON || r.chars().any(char::is_control))
+    {
+        return Err(ApiError::invalid(
+            "reason",
+            format!("at most {MAX_REASON} characters, without control characters"),
+        ));
+    }
+    let mut tx = state.pool.begin().await?;
+    let current = db::tenants::lock_live(&mut tx, name)
+        .await?
+        .ok_or_else(|| not_found(name))?;
+    let Some(paused) = db::tenants::pause(&mut tx, current.id, reason.as_deref()).await? else {
+        return Ok(tenant_response(StatusCode::OK, &current, false));
+    };
+    let message = match &reason {
+        Some(r) => format!("paused by key {}: {r}", caller.key_name),
+        None => format!("paused by key {}", caller.key_name),
+    };
+    record(
+        &mut tx,
+        &paused,
+        &caller,
+        "tenant.paused",
+        message,
+        json!({ "reason": reason }),
+    )
+    .await?;
+    // A worker with a pass under way for the tenant checks its lease at once and stops.
+    db::tenants::notify_changed(&mut tx, &paused.name).await?;
+    tx.commit().await?;
+    Ok(tenant_response(StatusCode::OK, &paused, false))
+}
+
+/// Resume the worker for a paused tenant; a pass is due at once.
+#[utoipa::path(
+    post, path = "/v1/tenants/{name}/resume", tag = "tenants",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "Slug or postal code", example = "new-york")),
+    responses(
+        (status = 200, description = "Resumed (or was not paused)", body = Tenant),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn resume_tenant(
+    State(state): State<AppState>,
+    AdminCaller(caller): AdminCaller,
+    TenantName(name): TenantName,
+) -> ApiResult<Response> {
+    let mut tx = state.pool.begin().await?;
+    let current = db::tenants::lock_live(&mut tx, name)
+        .await?
+        .ok_or_else(|| not_found(name))?;
+    let Some(resumed) = db::tenants::resume(&mut tx, current.id).await? else {
+        return Ok(tenant_response(StatusCode::OK, &current, false));
+    };
+    let message = format!("resumed by key {}", caller.key_name);
+    record(
+        &mut tx,
+        &resumed,
+        &caller,
+        "tenant.resumed",
+        message,
+        json!({}),
+    )
+    .await?;
+    db::tenants::notify_changed(&mut tx, &resumed.name).await?;
+    tx.commit().await?;
+    Ok(tenant_response(StatusCode::OK, &resumed, false))
+}
+
+/// A JSON body that may be left out entirely; when sent, it is checked like any other.
+fn optional_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> ApiResult<Option<T>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(ApiError::UnsupportedMediaType(
+            "send the body as JSON with `Content-Type: application/json`".into(),
+        ));
+    }
+    serde_json::from_slice(body).map(Some).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
+        } else {
+            ApiError::invalid("body", e.to_string())
+        }
+    })
+}
