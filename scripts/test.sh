@@ -14,6 +14,9 @@ export STATEHOUSE_MOTO_SERVER=$PWD/$VENV_DIR/bin/moto_server
 # The integration tests create and drop their own databases through this one.
 export DATABASE_URL=$(database_url statehouse_test)
 
+# Terraform modules, Dockerfile and docker-compose.yml (installs its own tools).
+scripts/check-ship.sh
+
 say "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -2,6 +2,7 @@
 
 mod dev;
 pub mod exit;
+mod healthcheck;
 mod keys;
 mod serve;
 mod sweep;
@@ -68,6 +69,11 @@ enum Command {
         after_help = "Examples:\n  statehouse sweep                         # list orphans; exit 0 if none, 3 if some\n  statehouse sweep --delete                # remove them, except buckets and tables\n  statehouse sweep --delete --include-data # also tables (after a final backup) and buckets\n  statehouse sweep --output json"
     )]
     Sweep(sweep::SweepArgs),
+    /// Exit 0 if the API answers 200 on /healthz (for container health checks).
+    #[command(
+        after_help = "Examples:\n  statehouse healthcheck\n  statehouse healthcheck --url http://127.0.0.1:9090/healthz"
+    )]
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -90,6 +96,7 @@ pub async fn run() -> anyhow::Result<()> {
         }
         Command::Keys(command) => keys::run(command).await,
         Command::Sweep(args) => sweep::run(args).await,
+        Command::Healthcheck(args) => healthcheck::run(args).await,
     }
 }
 
