@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod aws;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -1,11 +1,18 @@
-//! The `statehouse` command line: the server and the admin commands.
+//! The `statehouse` command line: the server, the admin commands, and the API client.
 
+mod bulk;
+mod completions;
 mod dev;
+mod events;
 pub mod exit;
 mod healthcheck;
 mod keys;
+mod output;
+mod progress;
 mod serve;
 mod sweep;
+mod tenants;
+mod wait;
 mod worker;
 
 use clap::{Parser, Subcommand};
@@ -69,6 +76,10 @@ enum Command {
         after_help = "Examples:\n  statehouse sweep                         # list orphans; exit 0 if none, 3 if some\n  statehouse sweep --delete                # remove them, except buckets and tables\n  statehouse sweep --delete --include-data # also tables (after a final backup) and buckets\n  statehouse sweep --output json"
     )]
     Sweep(sweep::SweepArgs),
+    /// Create, inspect, change and delete tenants through the API.
+    Tenants(tenants::TenantsArgs),
+    /// Print a shell completion script.
+    Completions(completions::CompletionsArgs),
     /// Exit 0 if the API answers 200 on /healthz (for container health checks).
     #[command(
         after_help = "Examples:\n  statehouse healthcheck\n  statehouse healthcheck --url http://127.0.0.1:9090/healthz"
@@ -96,6 +107,11 @@ pub async fn run() -> anyhow::Result<()> {
         }
         Command::Keys(command) => keys::run(command).await,
         Command::Sweep(args) => sweep::run(args).await,
+        Command::Tenants(args) => tenants::run(args).await,
+        Command::Completions(args) => {
+            completions::run(args);
+            Ok(())
+        }
         Command::Healthcheck(args) => healthcheck::run(args).await,
     }
 }
