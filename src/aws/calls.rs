@@ -177,7 +177,11 @@ impl Intercept for CallCounter {
         "statehouse-call-counter"
     }
 
-    fn read_before_attempt(
+    /// Runs after signing, right before the request goes on the wire, so that as little
+    /// as possible lies between the lease check and the send (a process stopped in that
+    /// gap still sends once it runs again; the reconciler copes with that, see
+    /// `task_def::ensure`).
+    fn read_before_transmit(
         &self,
         _context: &BeforeTransmitInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,

@@ -136,14 +136,15 @@ fn tags(d: &TaskDefSpec<'_>, digest: &str) -> Vec<Tag> {
         .collect()
 }
 
-/// The latest ACTIVE revision's ARN and its digest tag, if the family has one.
-pub async fn latest(
+/// The ARN and digest tag of `task_definition` (a family, meaning its latest revision, or
+/// one revision's ARN) if it is ACTIVE.
+async fn active(
     ecs: &Client,
-    family: &str,
+    task_definition: &str,
 ) -> Result<Option<(String, Option<String>)>, AwsError> {
     let out = match ecs
         .describe_task_definition()
-        .task_definition(family)
+        .task_definition(task_definition)
         .include(TaskDefinitionField::Tags)
         .send()
         .await
@@ -151,7 +152,7 @@ pub async fn latest(
         Ok(out) => out,
         Err(e) => {
             let e = AwsError::from_sdk(ECS, "DescribeTaskDefinition", e);
-            // ECS answers a missing family with a ClientException.
+            // ECS answers a missing family or revision with a ClientException.
             if e.is(&["ClientException", "InvalidParameterException"]) {
                 return Ok(None);
             }
@@ -172,13 +173,24 @@ pub async fn latest(
     Ok(td.task_definition_arn().map(|a| (a.to_owned(), digest)))
 }
 
-/// Returns the ARN of the revision that matches the spec, registering one only if the
-/// latest does not.
-pub async fn ensure(ecs: &Client, d: &TaskDefSpec<'_>) -> Result<(String, Changes), AwsError> {
+/// Returns the ARN of a revision that matches the spec, registering one only if neither
+/// `recorded` (the revision an earlier pass settled on) nor the family's latest does.
+///
+/// The recorded revision is asked first and kept while it matches, so a later duplicate
+/// (e.g. a registration a stale worker sent after losing its lease) neither wins nor
+/// triggers a deployment; once the rollout completes, `retire_old` deregisters it.
+pub async fn ensure(
+    ecs: &Client,
+    d: &TaskDefSpec<'_>,
+    recorded: Option<&str>,
+) -> Result<(String, Changes), AwsError> {
     let want = digest(d);
-    if let Some((arn, Some(have))) = latest(ecs, d.family).await? {
-        if have == want {
-            return Ok((arn, Changes::new()));
+    let recorded = recorded.filter(|arn| of_family(arn, d.family));
+    for candidate in recorded.into_iter().chain([d.family]) {
+        if let Some((arn, Some(have))) = active(ecs, candidate).await? {
+            if have == want {
+                return Ok((arn, Changes::new()));
+            }
         }
     }
     let out = ecs

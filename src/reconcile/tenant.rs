@@ -185,10 +185,15 @@ impl Pass<'_> {
             task_role_arn: &role_arn,
             execution_role_arn: &p.execution_role_arn,
         };
+        let recorded = self
+            .progress
+            .resource("task_definition")
+            .await
+            .and_then(|r| r["arn"].as_str().map(str::to_owned));
         self.step(
             "task_definition",
             &n.task_family,
-            task_def::ensure(&self.aws.ecs, &d),
+            task_def::ensure(&self.aws.ecs, &d, recorded.as_deref()),
             |arn| json!({ "family": n.task_family, "arn": arn }),
         )
         .await

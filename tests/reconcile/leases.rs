@@ -1,7 +1,8 @@
 //! Several worker processes on one database, one of them frozen (SIGSTOP) in the middle of
 //! its passes until its leases expire and the others take its tenants over, then thawed
 //! (SIGCONT). The events show that no tenant was ever worked on by two at once, and that the
-//! stale worker's writes were refused.
+//! stale worker's writes were refused; a pass after the thaw leaves exactly one of each
+//! resource even where a call the stale worker had under way still reached AWS.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -13,7 +14,7 @@ use sqlx::PgPool;
 use statehouse::domain::tenant::TenantStatus;
 
 use crate::{
-    crash::assert_exactly_one_of_each,
+    crash::{assert_one_of_each, task_definitions},
     harness::{spec, Stack},
     process::{database_url, worker_env, Proc},
 };
@@ -67,7 +68,7 @@ async fn a_frozen_worker_loses_its_tenants_to_the_others_and_its_writes_are_refu
     let stack = Stack::without_worker(pool.clone(), 10, Duration::from_secs(600)).await;
     let env = worker_env(&stack, &database_url(&pool), "3s");
     // A freezes itself just before its first CreateService, holding every tenant's lease.
-    let stale = Proc::worker("worker-a", &env, Some("stop:before:CreateService#1"));
+    let mut stale = Proc::worker("worker-a", &env, Some("stop:before:CreateService#1"));
     wait("worker A starts", Duration::from_secs(30), async || {
         stale.output().contains("worker started")
     })
@@ -215,14 +216,50 @@ async fn a_frozen_worker_loses_its_tenants_to_the_others_and_its_writes_are_refu
             .any(|l| l.contains("AWS call not sent") && l.contains("CreateService")),
         "{log}"
     );
-    assert_exactly_one_of_each(&stack, &TENANTS, &[]).await;
+
+    // A request already past A's lease check when A froze is still sent once A thaws. The
+    // only create that is not idempotent is RegisterTaskDefinition: landing after B's or
+    // C's, it adds a second revision. A pass after the thaw must keep the revision the
+    // tenant records (no new deployment) and deregister the duplicate.
+    stale.kill().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut revisions: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut recorded: BTreeMap<&str, Value> = BTreeMap::new();
+    for name in TENANTS {
+        let n = task_definitions(&stack, &format!("humangov-{name}"), None)
+            .await
+            .len();
+        assert!(
+            (1..=2).contains(&n),
+            "{name}: one revision, plus at most one from A: {n}"
+        );
+        revisions.insert(name, n);
+        let t = stack.tenant(name).await;
+        recorded.insert(name, t.resources["task_definition"]["arn"].clone());
+        stack.reconcile(name).await;
+    }
+    for name in TENANTS {
+        stack.settled(name).await;
+        let t = stack.ready(name).await;
+        assert_eq!(
+            t.resources["task_definition"]["arn"], recorded[name],
+            "{name}: the pass after the thaw kept the revision it had"
+        );
+    }
+    assert_one_of_each(&stack, &TENANTS, |name| revisions[name], false).await;
+    let duplicates: Vec<&str> = revisions
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(name, _)| *name)
+        .collect();
     eprintln!(
         "fencing: {} tenants taken over from the frozen worker in {taken_over_in:.1?}; events \
-         per worker {by_worker:?}; calls A refused to send once thawed: {}",
+         per worker {by_worker:?}; calls A refused to send once thawed: {}; stale \
+         registrations retired by the next pass: {duplicates:?}",
         TENANTS.len(),
         log.matches("AWS call not sent").count()
     );
-    for mut p in [stale, b, c] {
+    for mut p in [b, c] {
         p.kill().await;
     }
 }

@@ -3,6 +3,7 @@
 
 use std::{collections::HashSet, time::Duration};
 
+use aws_sdk_ecs::types::{TaskDefinitionField, TaskDefinitionStatus};
 use serde_json::Value;
 use sqlx::PgPool;
 use statehouse::{
@@ -349,6 +350,80 @@ async fn an_image_change_registers_a_new_revision_and_a_no_op_changes_nothing(po
         .unwrap();
     assert_eq!(svc.task_definition(), Some(new_td));
     assert_eq!(svc.desired_count(), 3, "a count autoscaling raised is kept");
+    stack.stop().await;
+}
+
+/// A second revision with the same rendering, e.g. one a worker sent after losing its
+/// lease: the next pass keeps the recorded revision, deploys nothing, and retires the copy.
+#[sqlx::test]
+async fn a_duplicate_revision_is_retired_without_a_deployment(pool: PgPool) {
+    let stack = Stack::start(pool, 10, settings()).await;
+    stack.create("utah", spec()).await;
+    let first = stack.ready("utah").await;
+    let recorded = resource(&first.resources, "task_definition", "arn").to_owned();
+    stack.reconcile("utah").await;
+    stack.settled("utah").await;
+
+    let ecs = &stack.aws.ecs;
+    let out = ecs
+        .describe_task_definition()
+        .task_definition(&recorded)
+        .include(TaskDefinitionField::Tags)
+        .send()
+        .await
+        .unwrap();
+    let td = out.task_definition().unwrap();
+    let copy = ecs
+        .register_task_definition()
+        .family("humangov-utah")
+        .set_requires_compatibilities(Some(td.requires_compatibilities().to_vec()))
+        .set_network_mode(td.network_mode().cloned())
+        .set_cpu(td.cpu().map(str::to_owned))
+        .set_memory(td.memory().map(str::to_owned))
+        .set_task_role_arn(td.task_role_arn().map(str::to_owned))
+        .set_execution_role_arn(td.execution_role_arn().map(str::to_owned))
+        .set_container_definitions(Some(td.container_definitions().to_vec()))
+        .set_tags(Some(out.tags().to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let copy = copy
+        .task_definition()
+        .and_then(|t| t.task_definition_arn())
+        .unwrap()
+        .to_owned();
+    assert!(copy.ends_with(":2"), "{copy}");
+
+    let before = stack.aws.calls.snapshot();
+    stack.reconcile("utah").await;
+    stack.settled("utah").await;
+    let t = stack.ready("utah").await;
+    assert_eq!(resource(&t.resources, "task_definition", "arn"), recorded);
+    let svc = service::describe(ecs, &stack.cell().cluster, "humangov-utah")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        svc.task_definition(),
+        Some(recorded.as_str()),
+        "no new deployment"
+    );
+    let after = stack.aws.calls.snapshot();
+    let mutating: Vec<&str> = after
+        .iter()
+        .filter(|(k, n)| is_mutating(&k.operation) && before.get(*k) != Some(*n))
+        .map(|(k, _)| k.operation.as_str())
+        .collect();
+    assert_eq!(mutating, ["DeregisterTaskDefinition"], "{after:#?}");
+    let status = ecs
+        .describe_task_definition()
+        .task_definition(&copy)
+        .send()
+        .await
+        .unwrap()
+        .task_definition()
+        .and_then(|t| t.status().cloned());
+    assert_eq!(status, Some(TaskDefinitionStatus::Inactive));
     stack.stop().await;
 }
 
