@@ -167,7 +167,7 @@ pub const MAX_CELL_CAPACITY: u32 = 100;
 /// Parses `STATEHOUSE_CELLS`: `cell-1=100,cell-2` (a cell without `=` takes `default`).
 pub fn parse_cells(list: &str, default: u32) -> anyhow::Result<Vec<CellCapacity>> {
     let mut cells: Vec<CellCapacity> = Vec::new();
-    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+    for entry in comma_list(list) {
         let (name, capacity) = match entry.split_once('=') {
             Some((name, n)) => {
                 let capacity = n.trim().parse::<u32>().map_err(|_| {
@@ -182,7 +182,7 @@ pub fn parse_cells(list: &str, default: u32) -> anyhow::Result<Vec<CellCapacity>
                 }
                 (name.trim(), capacity)
             }
-            None => (entry, default),
+            None => (entry.as_str(), default),
         };
         if name.is_empty()
             || !name

@@ -241,26 +241,18 @@ fn report(ctx: &ClientContext, results: &[BulkResult]) -> anyhow::Result<()> {
     if ctx.format == Format::Json {
         return output::json(results);
     }
-    let rows: Vec<Vec<String>> = results
-        .iter()
-        .map(|r| {
-            vec![
-                r.name.clone(),
-                r.result.to_owned(),
-                r.status.map_or("-", TenantStatus::as_str).to_owned(),
-                format!("{:.1}", r.seconds),
-                r.error
-                    .clone()
-                    .or_else(|| r.endpoint.clone())
-                    .unwrap_or_else(|| "-".to_owned()),
-            ]
-        })
-        .collect();
     println!(
         "{}",
         output::table(
             &["NAME", "RESULT", "STATUS", "SECONDS", "ENDPOINT / ERROR"],
-            &rows
+            results,
+            |r| vec![
+                r.name.clone(),
+                r.result.to_owned(),
+                r.status.map_or("-", TenantStatus::as_str).to_owned(),
+                format!("{:.1}", r.seconds),
+                output::or_dash(r.error.as_deref().or(r.endpoint.as_deref())),
+            ]
         )
     );
     let count = |kinds: &[&str]| results.iter().filter(|r| kinds.contains(&r.result)).count();

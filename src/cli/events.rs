@@ -21,13 +21,9 @@ pub async fn run(
     let mut events = ctx.client.events(name.as_str(), limit).await?;
     events.reverse();
     if !follow {
-        return match ctx.format {
-            Format::Json => output::json(&events),
-            Format::Table => {
-                println!("{}", output::events_table(&events, true));
-                Ok(())
-            }
-        };
+        return output::print(ctx.format, events.as_slice(), |e| {
+            output::events_table(e, true)
+        });
     }
     let mut seen: HashSet<i64> = HashSet::new();
     print_new(ctx, &events, &mut seen, true)?;

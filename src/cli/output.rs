@@ -23,10 +23,26 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Columns padded to their widest cell; the last column is not padded.
-pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+/// Prints `value` as JSON, or the text `table` renders, depending on `format`.
+pub fn print<T: Serialize + ?Sized>(
+    format: Format,
+    value: &T,
+    table: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
+    match format {
+        Format::Json => json(value),
+        Format::Table => {
+            println!("{}", table(value));
+            Ok(())
+        }
+    }
+}
+
+/// One row per item, its columns padded to their widest cell; the last column is not padded.
+pub fn table<T>(headers: &[&str], items: &[T], row: impl Fn(&T) -> Vec<String>) -> String {
+    let rows: Vec<Vec<String>> = items.iter().map(row).collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
@@ -55,14 +71,15 @@ fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
-fn or_dash(value: Option<&str>) -> String {
+pub fn or_dash(value: Option<&str>) -> String {
     value.filter(|v| !v.is_empty()).unwrap_or("-").to_owned()
 }
 
 pub fn tenants_table(tenants: &[Tenant]) -> String {
-    let rows: Vec<Vec<String>> = tenants
-        .iter()
-        .map(|t| {
+    table(
+        &["NAME", "STATUS", "GENERATION", "APP IMAGE", "ENDPOINT"],
+        tenants,
+        |t| {
             vec![
                 t.name.clone(),
                 t.status.as_str().to_owned(),
@@ -70,11 +87,7 @@ pub fn tenants_table(tenants: &[Tenant]) -> String {
                 t.spec.app_image.clone(),
                 or_dash(t.endpoint.as_deref()),
             ]
-        })
-        .collect();
-    table(
-        &["NAME", "STATUS", "GENERATION", "APP IMAGE", "ENDPOINT"],
-        &rows,
+        },
     )
 }
 
@@ -128,24 +141,23 @@ pub fn tenant_detail(t: &Tenant) -> String {
 }
 
 fn conditions_table(conditions: &[Condition]) -> String {
-    let rows: Vec<Vec<String>> = conditions
-        .iter()
-        .map(|c| {
+    table(
+        &["CONDITION", "STATUS", "REASON", "MESSAGE"],
+        conditions,
+        |c| {
             vec![
                 c.kind.clone(),
                 c.status.clone(),
                 c.reason.clone(),
                 c.message.clone(),
             ]
-        })
-        .collect();
-    table(&["CONDITION", "STATUS", "REASON", "MESSAGE"], &rows)
+        },
+    )
 }
 
 /// Events in the order given (callers pass them oldest first).
 pub fn events_table(events: &[Event], with_header: bool) -> String {
-    let rows: Vec<Vec<String>> = events.iter().map(event_row).collect();
-    let text = table(&["TIME", "ACTOR", "ACTION", "MESSAGE"], &rows);
+    let text = table(&["TIME", "ACTOR", "ACTION", "MESSAGE"], events, event_row);
     if with_header {
         text
     } else {
@@ -188,10 +200,8 @@ mod tests {
     fn columns_are_aligned_to_the_widest_cell() {
         let text = table(
             &["NAME", "STATUS"],
-            &[
-                vec!["north-carolina".into(), "ready".into()],
-                vec!["ohio".into(), "pending".into()],
-            ],
+            &[("north-carolina", "ready"), ("ohio", "pending")],
+            |(name, status)| vec![(*name).to_owned(), (*status).to_owned()],
         );
         assert_eq!(
             text,

@@ -30,12 +30,7 @@ impl Display {
 
     pub fn line(&self, name: &str) -> Line {
         let bar = self.multi.as_ref().map(|multi| {
-            let style = ProgressStyle::with_template(&format!(
-                "{{spinner:.cyan}} {{prefix:<{}}} {{elapsed:>4}}  {{wide_msg}}",
-                self.width
-            ))
-            .unwrap_or_else(|_| ProgressStyle::default_spinner())
-            .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏✓");
+            let style = style("{spinner:.cyan}", self.width).tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏✓");
             let bar = multi.add(ProgressBar::new_spinner().with_style(style));
             bar.set_prefix(name.to_owned());
             bar.enable_steady_tick(Duration::from_millis(120));
@@ -90,13 +85,7 @@ impl Line {
         match &self.bar {
             Some(bar) => {
                 let mark = if ok { "✓" } else { "✗" };
-                bar.set_style(
-                    ProgressStyle::with_template(&format!(
-                        "{mark} {{prefix:<{}}} {{elapsed:>4}}  {{wide_msg}}",
-                        self.width
-                    ))
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                );
+                bar.set_style(style(mark, self.width));
                 bar.finish_with_message(text);
             }
             None => self.plain(&text),
@@ -112,4 +101,13 @@ impl Line {
         );
         eprintln!("{}", line.trim_end());
     }
+}
+
+/// A line's look: `head` (the spinner, or the final mark), the name padded to `width`, the
+/// time so far, and the current step.
+fn style(head: &str, width: usize) -> ProgressStyle {
+    ProgressStyle::with_template(&format!(
+        "{head} {{prefix:<{width}}} {{elapsed:>4}}  {{wide_msg}}"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_spinner())
 }

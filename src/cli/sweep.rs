@@ -4,10 +4,13 @@
 use std::{collections::HashSet, sync::Arc};
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde_json::json;
 
-use super::exit::Exit;
+use super::{
+    exit::Exit,
+    output::{self, Format},
+};
 use crate::{
     config::{DatabaseArgs, PlatformArgs},
     db,
@@ -31,8 +34,8 @@ pub struct SweepArgs {
     #[arg(long, requires = "delete")]
     include_data: bool,
     /// `table` for people, `json` for scripts.
-    #[arg(long, value_enum, default_value_t = Output::Table)]
-    output: Output,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    output: Format,
     /// The cell whose cluster and load balancer are searched.
     #[arg(long, env = "STATEHOUSE_CELL", default_value = "cell-1")]
     cell: String,
@@ -40,12 +43,6 @@ pub struct SweepArgs {
     database: DatabaseArgs,
     #[command(flatten)]
     platform: PlatformArgs,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Output {
-    Table,
-    Json,
 }
 
 pub async fn run(args: SweepArgs) -> anyhow::Result<()> {
@@ -70,7 +67,15 @@ pub async fn run(args: SweepArgs) -> anyhow::Result<()> {
     let mut report = Report::default();
     if args.delete {
         let suffix = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
+        // Deleting one revision deletes its whole family; the rest are then gone too.
+        let mut families_deleted: HashSet<&str> = HashSet::new();
         for item in &findings.orphans {
+            if item.kind == "task_definition"
+                && families_deleted.contains(sweep::task_family(&item.id))
+            {
+                report.deleted.push(item.clone());
+                continue;
+            }
             if DATA_KINDS.contains(&item.kind) && !args.include_data {
                 report.kept.push(item.clone());
                 continue;
@@ -82,7 +87,12 @@ pub async fn run(args: SweepArgs) -> anyhow::Result<()> {
                 continue;
             }
             match sweep::delete(&aws, cell, item, &suffix).await {
-                Ok(_) => report.deleted.push(item.clone()),
+                Ok(_) => {
+                    if item.kind == "task_definition" {
+                        families_deleted.insert(sweep::task_family(&item.id));
+                    }
+                    report.deleted.push(item.clone());
+                }
                 Err(e) => report.failed.push((item.clone(), e.to_string())),
             }
         }
@@ -115,7 +125,7 @@ struct Report {
 }
 
 fn print(args: &SweepArgs, f: &Findings, r: &Report) -> anyhow::Result<()> {
-    if args.output == Output::Json {
+    if args.output == Format::Json {
         let failed: Vec<_> = r
             .failed
             .iter()
@@ -129,8 +139,7 @@ fn print(args: &SweepArgs, f: &Findings, r: &Report) -> anyhow::Result<()> {
             "revived": r.revived,
             "failed": failed,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(());
+        return output::json(&doc);
     }
     if f.orphans.is_empty() {
         println!("No orphans: every tagged resource belongs to a live tenant.");

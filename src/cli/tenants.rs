@@ -299,17 +299,11 @@ pub async fn run(args: TenantsArgs) -> anyhow::Result<()> {
         }
         TenantsCommand::List { status, page_size } => {
             let tenants = ctx.client.list_all(status, page_size).await?;
-            match ctx.format {
-                Format::Json => output::json(&tenants),
-                Format::Table if tenants.is_empty() => {
-                    eprintln!("No tenants.");
-                    Ok(())
-                }
-                Format::Table => {
-                    println!("{}", output::tenants_table(&tenants));
-                    Ok(())
-                }
+            if ctx.format == Format::Table && tenants.is_empty() {
+                eprintln!("No tenants.");
+                return Ok(());
             }
+            output::print(ctx.format, tenants.as_slice(), output::tenants_table)
         }
         TenantsCommand::Get { name } => {
             let tenant = ctx.client.get(name.as_str()).await?.tenant;
@@ -365,23 +359,13 @@ fn connect(api: ApiArgs) -> anyhow::Result<ClientContext> {
 }
 
 pub fn print_row(ctx: &ClientContext, tenant: &Tenant) -> anyhow::Result<()> {
-    match ctx.format {
-        Format::Json => output::json(tenant),
-        Format::Table => {
-            println!("{}", output::tenants_table(std::slice::from_ref(tenant)));
-            Ok(())
-        }
-    }
+    output::print(ctx.format, tenant, |t| {
+        output::tenants_table(std::slice::from_ref(t))
+    })
 }
 
 fn print_detail(ctx: &ClientContext, tenant: &Tenant) -> anyhow::Result<()> {
-    match ctx.format {
-        Format::Json => output::json(tenant),
-        Format::Table => {
-            println!("{}", output::tenant_detail(tenant));
-            Ok(())
-        }
-    }
+    output::print(ctx.format, tenant, output::tenant_detail)
 }
 
 async fn create_one(ctx: &ClientContext, args: CreateArgs) -> anyhow::Result<()> {

@@ -16,7 +16,7 @@ use super::{
     auth::AdminCaller,
     error::{ApiError, ApiResult, Problem},
     extract::TenantName,
-    tenants::{not_found, record, tenant_response},
+    tenants::{commit_change, lock_live, tenant_response},
     AppState,
 };
 use crate::{db, domain::tenant::Tenant};
@@ -63,9 +63,7 @@ async fn reconcile_tenant(
     TenantName(name): TenantName,
 ) -> ApiResult<Response> {
     let mut tx = state.pool.begin().await?;
-    let current = db::tenants::lock_live(&mut tx, name)
-        .await?
-        .ok_or_else(|| not_found(name))?;
+    let current = lock_live(&mut tx, name).await?;
     if current.paused_at.is_some() {
         return Err(ApiError::Conflict(format!(
             "tenant {name} is paused; resume it to reconcile it"
@@ -73,8 +71,8 @@ async fn reconcile_tenant(
     }
     db::tenants::request_reconcile(&mut tx, current.id).await?;
     let message = format!("reconcile requested by key {}", caller.key_name);
-    record(
-        &mut tx,
+    commit_change(
+        tx,
         &current,
         &caller,
         "tenant.reconcile_requested",
@@ -82,8 +80,6 @@ async fn reconcile_tenant(
         json!({}),
     )
     .await?;
-    db::tenants::notify_changed(&mut tx, &current.name).await?;
-    tx.commit().await?;
     Ok(tenant_response(StatusCode::ACCEPTED, &current, true))
 }
 
@@ -127,9 +123,7 @@ async fn pause_tenant(
         ));
     }
     let mut tx = state.pool.begin().await?;
-    let current = db::tenants::lock_live(&mut tx, name)
-        .await?
-        .ok_or_else(|| not_found(name))?;
+    let current = lock_live(&mut tx, name).await?;
     let Some(paused) = db::tenants::pause(&mut tx, current.id, reason.as_deref()).await? else {
         return Ok(tenant_response(StatusCode::OK, &current, false));
     };
@@ -137,8 +131,9 @@ async fn pause_tenant(
         Some(r) => format!("paused by key {}: {r}", caller.key_name),
         None => format!("paused by key {}", caller.key_name),
     };
-    record(
-        &mut tx,
+    // A worker with a pass under way for the tenant checks its lease at once and stops.
+    commit_change(
+        tx,
         &paused,
         &caller,
         "tenant.paused",
@@ -146,9 +141,6 @@ async fn pause_tenant(
         json!({ "reason": reason }),
     )
     .await?;
-    // A worker with a pass under way for the tenant checks its lease at once and stops.
-    db::tenants::notify_changed(&mut tx, &paused.name).await?;
-    tx.commit().await?;
     Ok(tenant_response(StatusCode::OK, &paused, false))
 }
 
@@ -171,24 +163,12 @@ async fn resume_tenant(
     TenantName(name): TenantName,
 ) -> ApiResult<Response> {
     let mut tx = state.pool.begin().await?;
-    let current = db::tenants::lock_live(&mut tx, name)
-        .await?
-        .ok_or_else(|| not_found(name))?;
+    let current = lock_live(&mut tx, name).await?;
     let Some(resumed) = db::tenants::resume(&mut tx, current.id).await? else {
         return Ok(tenant_response(StatusCode::OK, &current, false));
     };
     let message = format!("resumed by key {}", caller.key_name);
-    record(
-        &mut tx,
-        &resumed,
-        &caller,
-        "tenant.resumed",
-        message,
-        json!({}),
-    )
-    .await?;
-    db::tenants::notify_changed(&mut tx, &resumed.name).await?;
-    tx.commit().await?;
+    commit_change(tx, &resumed, &caller, "tenant.resumed", message, json!({})).await?;
     Ok(tenant_response(StatusCode::OK, &resumed, false))
 }
 

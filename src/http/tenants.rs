@@ -9,7 +9,7 @@ use axum::{
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres, Transaction};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -336,6 +336,29 @@ async fn already_exists(state: &AppState, name: StateSlug) -> ApiError {
     ))
 }
 
+/// The live tenant called `name`, locked until the transaction ends, or 404.
+pub(super) async fn lock_live(conn: &mut PgConnection, name: StateSlug) -> ApiResult<Tenant> {
+    db::tenants::lock_live(conn, name)
+        .await?
+        .ok_or_else(|| not_found(name))
+}
+
+/// Ends a change made through the API: its event, a NOTIFY so the workers act on it at
+/// once (and a pass under way for the tenant checks its lease), and the commit.
+pub(super) async fn commit_change(
+    mut tx: Transaction<'_, Postgres>,
+    tenant: &Tenant,
+    caller: &Caller,
+    action: &str,
+    message: String,
+    details: Value,
+) -> ApiResult<()> {
+    record(&mut tx, tenant, caller, action, message, details).await?;
+    db::tenants::notify_changed(&mut tx, &tenant.name).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 pub(super) async fn record(
     conn: &mut PgConnection,
     tenant: &Tenant,
@@ -509,9 +532,7 @@ async fn patch_tenant(
         return Err(if_match_required());
     }
     let mut tx = state.pool.begin().await?;
-    let current = db::tenants::lock_live(&mut tx, name)
-        .await?
-        .ok_or_else(|| not_found(name))?;
+    let current = lock_live(&mut tx, name).await?;
     check_if_match(&headers, &current)?;
     if current.status == TenantStatus::Deleting {
         return Err(ApiError::Conflict(format!(
@@ -564,17 +585,7 @@ async fn patch_tenant(
     } else {
         format!("display name changed by key {}", caller.key_name)
     };
-    record(
-        &mut tx,
-        &updated,
-        &caller,
-        "tenant.updated",
-        message,
-        details,
-    )
-    .await?;
-    db::tenants::notify_changed(&mut tx, &updated.name).await?;
-    tx.commit().await?;
+    commit_change(tx, &updated, &caller, "tenant.updated", message, details).await?;
     Ok(tenant_response(StatusCode::OK, &updated, false))
 }
 
@@ -647,9 +658,7 @@ async fn delete_tenant(
 ) -> ApiResult<Response> {
     let policy = params.data.unwrap_or_default();
     let mut tx = state.pool.begin().await?;
-    let current = db::tenants::lock_live(&mut tx, name)
-        .await?
-        .ok_or_else(|| not_found(name))?;
+    let current = lock_live(&mut tx, name).await?;
     check_if_match(&headers, &current)?;
     if current.status == TenantStatus::Deleting {
         // The worker may already have acted on the first policy, so it cannot be switched.
@@ -675,8 +684,8 @@ async fn delete_tenant(
         "deletion requested by key {} (data: {policy_name})",
         caller.key_name
     );
-    record(
-        &mut tx,
+    commit_change(
+        tx,
         &tenant,
         &caller,
         "tenant.deletion_requested",
@@ -684,8 +693,6 @@ async fn delete_tenant(
         json!({ "data": policy }),
     )
     .await?;
-    db::tenants::notify_changed(&mut tx, &tenant.name).await?;
-    tx.commit().await?;
     Ok(tenant_response(StatusCode::ACCEPTED, &tenant, true))
 }
 

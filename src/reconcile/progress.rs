@@ -159,37 +159,33 @@ impl Progress {
         if changes.is_empty() {
             return Ok(());
         }
-        if self.settled() {
-            return self
-                .event(
-                    "resource.drift_repaired",
-                    &format!(
-                        "{kind} {name} had drifted from the spec; restored with {}",
-                        changes.join(", ")
-                    ),
-                    json!({ "resource": kind, "name": name, "calls": changes, "drift": true }),
-                )
-                .await;
-        }
-        let action = if changes
-            .iter()
-            .any(|c| c.starts_with("Create") || c.starts_with("Register"))
-        {
-            "resource.created"
-        } else if changes
-            .iter()
-            .any(|c| c.starts_with("Delete") || c.starts_with("Deregister"))
-        {
-            "resource.deleted"
+        let calls = changes.join(", ");
+        let (action, message, details) = if self.settled() {
+            (
+                "resource.drift_repaired",
+                format!("{kind} {name} had drifted from the spec; restored with {calls}"),
+                json!({ "resource": kind, "name": name, "calls": changes, "drift": true }),
+            )
         } else {
-            "resource.updated"
+            let any = |prefixes: [&str; 2]| {
+                changes
+                    .iter()
+                    .any(|c| prefixes.iter().any(|p| c.starts_with(p)))
+            };
+            let action = if any(["Create", "Register"]) {
+                "resource.created"
+            } else if any(["Delete", "Deregister"]) {
+                "resource.deleted"
+            } else {
+                "resource.updated"
+            };
+            (
+                action,
+                format!("{kind} {name}: {calls}"),
+                json!({ "resource": kind, "name": name, "calls": changes }),
+            )
         };
-        self.event(
-            action,
-            &format!("{kind} {name}: {}", changes.join(", ")),
-            json!({ "resource": kind, "name": name, "calls": changes }),
-        )
-        .await
+        self.event(action, &message, details).await
     }
 
     /// The event and condition for a failed step, with AWS's own words.

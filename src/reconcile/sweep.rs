@@ -85,7 +85,7 @@ pub async fn delete(
     let id = item.id.as_str();
     match item.kind {
         "autoscaling" => {
-            let service = id.rsplit('/').next().unwrap_or_default();
+            let service = last_segment(id);
             scaling::delete(&aws.autoscaling, id, &format!("{service}-cpu")).await
         }
         "service" => service::delete(&aws.ecs, &cell.cluster, last_segment(id)).await,
@@ -137,7 +137,7 @@ fn target_group_name(arn: &str) -> &str {
 }
 
 /// `arn:aws:ecs:…:task-definition/{family}:{revision}` → `{family}`.
-fn task_family(arn: &str) -> &str {
+pub fn task_family(arn: &str) -> &str {
     let tail = arn.rsplit('/').next().unwrap_or(arn);
     tail.split(':').next().unwrap_or(tail)
 }

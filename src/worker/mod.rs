@@ -97,8 +97,8 @@ impl Worker {
                             let this = this.clone();
                             passes.spawn(async move {
                                 let name = c.tenant.name.clone();
-                                pass::run(this, c, poke).await;
-                                in_flight.finish(&name);
+                                pass::run(this, c, poke.clone()).await;
+                                in_flight.finish(&name, &poke);
                             });
                         }
                     }
@@ -165,9 +165,12 @@ impl InFlight {
         poke
     }
 
-    fn finish(&self, tenant: &str) {
+    /// Forgets the pass `poke` belongs to, unless a newer pass of the tenant replaced it.
+    fn finish(&self, tenant: &str, poke: &Arc<Notify>) {
         if let Ok(mut map) = self.0.lock() {
-            map.remove(tenant);
+            if map.get(tenant).is_some_and(|p| Arc::ptr_eq(p, poke)) {
+                map.remove(tenant);
+            }
         }
     }
 

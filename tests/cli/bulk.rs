@@ -152,12 +152,7 @@ async fn the_example_script_onboards_states_and_reports_failures(pool: PgPool) {
     );
 
     // A viewer key cannot create: every state fails and the script says which.
-    let viewer = std::process::Command::new(crate::server::BIN)
-        .args(["keys", "create", "--name", "auditor", "--role", "viewer"])
-        .env("DATABASE_URL", &server.database_url)
-        .output()
-        .expect("create a viewer key");
-    let viewer = String::from_utf8_lossy(&viewer.stdout).trim().to_owned();
+    let viewer = server.create_key("auditor", "viewer");
     let out = std::process::Command::new(script)
         .args(["maine", "texas"])
         .env("PATH", &path)

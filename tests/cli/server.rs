@@ -158,6 +158,16 @@ impl Server {
         std::fs::read_to_string(self.dir.0.join("server.log")).unwrap_or_default()
     }
 
+    /// A new API key with `role` (`statehouse keys create`, on the server's database).
+    pub fn create_key(&self, name: &str, role: &str) -> String {
+        let out = std::process::Command::new(BIN)
+            .args(["keys", "create", "--name", name, "--role", role])
+            .env("DATABASE_URL", &self.database_url)
+            .output()
+            .expect("create a key");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// The CLI with this server's URL and admin key in its environment.
     pub fn cli(&self, args: &[&str]) -> Run {
         self.cli_with(args, &[], None)

@@ -218,12 +218,7 @@ async fn keys_and_addresses_come_from_flags_env_or_the_config_file(pool: PgPool)
     wrong.expect(5);
     assert!(wrong.stderr.contains("Authentication required"), "{wrong}");
 
-    let viewer = std::process::Command::new(crate::server::BIN)
-        .args(["keys", "create", "--name", "auditor", "--role", "viewer"])
-        .env("DATABASE_URL", &server.database_url)
-        .output()
-        .expect("create a viewer key");
-    let viewer = String::from_utf8_lossy(&viewer.stdout).trim().to_owned();
+    let viewer = server.create_key("auditor", "viewer");
     let as_viewer = |args: &[&str]| server.cli_with(args, &[("STATEHOUSE_TOKEN", &viewer)], None);
     as_viewer(&["tenants", "list"]).expect(0);
     as_viewer(&["tenants", "create", "ohio"]).expect(5);

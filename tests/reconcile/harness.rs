@@ -14,6 +14,7 @@ use statehouse::{
     },
     metrics::Metrics,
     reconcile::{
+        inventory,
         names::Prefix,
         platform::{Cell, Platform},
     },
@@ -24,6 +25,7 @@ use tokio::{sync::oneshot, task::JoinHandle};
 use crate::{
     config_at,
     moto::Moto,
+    process::{base_env, database_url},
     proxy::{FaultConfig, FaultProxy},
     REGION,
 };
@@ -33,9 +35,9 @@ pub struct Stack {
     _moto: Moto,
     /// Between the worker and the emulator, when the stack was started through one.
     pub faults: Option<FaultProxy>,
-    /// The worker's clients (through the proxy, if there is one).
     /// What `statehouse dev bootstrap` wrote: the settings a worker process needs.
     pub platform_env: HashMap<String, String>,
+    /// The worker's clients (through the proxy, if there is one).
     pub aws: Aws,
     pub platform: Platform,
     pub pool: PgPool,
@@ -209,43 +211,26 @@ impl Stack {
         }));
     }
 
-    /// The environment a `statehouse` command needs to work on this stack: the emulator,
-    /// the database and the platform settings that `dev bootstrap` wrote.
-    pub async fn command_env(&self) -> Vec<(String, String)> {
-        let database: String = sqlx::query_scalar("SELECT current_database()")
-            .fetch_one(&self.pool)
+    /// The environment a `statehouse` command needs to work on this stack, in its cell.
+    pub fn command_env(&self) -> Vec<(String, String)> {
+        let mut env = base_env(self, &database_url(&self.pool));
+        env.push(("STATEHOUSE_CELL".to_owned(), self.cell().name.clone()));
+        env
+    }
+
+    /// The kinds of what the emulator holds tagged for `tenant`, sorted.
+    pub async fn leftovers(&self, tenant: &str) -> Vec<&'static str> {
+        let inv = inventory::take(&self.aws, self.cell(), "humangov")
             .await
             .unwrap();
-        let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-        let (server, _) = base
-            .split('?')
-            .next()
-            .and_then(|b| b.rsplit_once('/'))
-            .expect("DATABASE_URL ends with a database name");
-        let url = format!("{server}/{database}");
-        let cell = self.cell();
-        [
-            ("DATABASE_URL", url),
-            ("AWS_ENDPOINT_URL", self._moto.endpoint.clone()),
-            ("AWS_REGION", REGION.to_owned()),
-            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
-            ("STATEHOUSE_ACCOUNT_ID", self.platform.account.clone()),
-            ("STATEHOUSE_BASE_DOMAIN", self.platform.base_domain.clone()),
-            (
-                "STATEHOUSE_EXECUTION_ROLE_ARN",
-                self.platform.execution_role_arn.clone(),
-            ),
-            ("STATEHOUSE_CELL", cell.name.clone()),
-            ("STATEHOUSE_CLUSTER", cell.cluster.clone()),
-            ("STATEHOUSE_LISTENER_ARN", cell.listener_arn.clone()),
-            ("STATEHOUSE_VPC_ID", cell.vpc_id.clone()),
-            ("STATEHOUSE_SUBNETS", cell.subnets.join(",")),
-            ("STATEHOUSE_SECURITY_GROUPS", cell.security_groups.join(",")),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+        let mut kinds: Vec<_> = inv
+            .get(tenant)
+            .into_iter()
+            .flatten()
+            .map(|f| f.kind)
+            .collect();
+        kinds.sort_unstable();
+        kinds
     }
 
     pub fn cell(&self) -> &Cell {

@@ -27,9 +27,9 @@ pub fn database_url(pool: &PgPool) -> String {
     format!("{server}/{db}")
 }
 
-/// What a worker process needs: the database, the emulator and the shared platform, and
-/// quick pacing, with `lease_ttl` as the lease.
-pub fn worker_env(stack: &Stack, database_url: &str, lease_ttl: &str) -> Vec<(String, String)> {
+/// What any `statehouse` process needs to work on the stack: the database, the emulator and
+/// the shared platform settings that `dev bootstrap` wrote.
+pub fn base_env(stack: &Stack, database_url: &str) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = stack
         .platform_env
         .iter()
@@ -40,6 +40,16 @@ pub fn worker_env(stack: &Stack, database_url: &str, lease_ttl: &str) -> Vec<(St
         ("AWS_ACCESS_KEY_ID", "testing"),
         ("AWS_SECRET_ACCESS_KEY", "testing"),
         ("AWS_EC2_METADATA_DISABLED", "true"),
+    ] {
+        env.push((k.to_owned(), v.to_owned()));
+    }
+    env
+}
+
+/// What a worker process needs: [`base_env`], and quick pacing with `lease_ttl` as the lease.
+pub fn worker_env(stack: &Stack, database_url: &str, lease_ttl: &str) -> Vec<(String, String)> {
+    let mut env = base_env(stack, database_url);
+    for (k, v) in [
         ("STATEHOUSE_WORKER_LISTEN", "127.0.0.1:0"),
         ("STATEHOUSE_LEASE_TTL", lease_ttl),
         ("STATEHOUSE_RESYNC_INTERVAL", "1h"),

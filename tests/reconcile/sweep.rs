@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use statehouse::{
     db,
     domain::{state::StateSlug, tenant::DataPolicy},
-    reconcile::{inventory, sweep::DELETE_ORDER, TAG_MANAGED_BY, TAG_TENANT},
+    reconcile::{sweep::DELETE_ORDER, TAG_MANAGED_BY, TAG_TENANT},
 };
 
 use crate::harness::{settings, spec, Stack};
@@ -19,7 +19,7 @@ async fn sweep(stack: &Stack, args: &[&str]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_statehouse"))
         .arg("sweep")
         .args(args)
-        .envs(stack.command_env().await)
+        .envs(stack.command_env())
         .env("STATEHOUSE_DB_MAX_CONNECTIONS", "2")
         .output()
         .await
@@ -43,18 +43,6 @@ fn kinds(items: &Value) -> Vec<String> {
         .iter()
         .map(|i| i["kind"].as_str().unwrap().to_owned())
         .collect()
-}
-
-async fn inventory_of(stack: &Stack, tenant: &str) -> Vec<&'static str> {
-    let inv = inventory::take(&stack.aws, stack.cell(), "humangov")
-        .await
-        .unwrap();
-    let mut kinds: Vec<_> = inv
-        .get(tenant)
-        .map(|found| found.iter().map(|f| f.kind).collect())
-        .unwrap_or_default();
-    kinds.sort_unstable();
-    kinds
 }
 
 #[sqlx::test]
@@ -132,7 +120,7 @@ async fn planted_orphans_are_found_and_removed_in_order_and_data_only_when_asked
         .send()
         .await
         .unwrap();
-    let ohio_before = inventory_of(&stack, "ohio").await;
+    let ohio_before = stack.leftovers("ohio").await;
 
     // Listing: exit 3, every ohio resource and the stray bucket, utah's data as retained.
     let listed = sweep(&stack, &["--output", "json"]).await;
@@ -184,13 +172,13 @@ async fn planted_orphans_are_found_and_removed_in_order_and_data_only_when_asked
     );
     assert!(order.iter().all(|k| k != "bucket" && k != "table"));
     assert!(doc["failed"].as_array().unwrap().is_empty(), "{doc:#}");
-    assert_eq!(inventory_of(&stack, "ohio").await, ["bucket", "table"]);
+    assert_eq!(stack.leftovers("ohio").await, ["bucket", "table"]);
 
     // --include-data removes the rest; then nothing is left and the exit code says so.
     let all = sweep(&stack, &["--delete", "--include-data", "--output", "json"]).await;
     assert_eq!(all.status.code(), Some(0), "{all:?}");
-    assert!(inventory_of(&stack, "ohio").await.is_empty());
-    assert!(inventory_of(&stack, "kansas").await.is_empty());
+    assert!(stack.leftovers("ohio").await.is_empty());
+    assert!(stack.leftovers("kansas").await.is_empty());
     let backups = stack
         .aws
         .dynamodb
@@ -209,8 +197,8 @@ async fn planted_orphans_are_found_and_removed_in_order_and_data_only_when_asked
     assert_eq!(after.status.code(), Some(0), "{after:?}");
 
     // The live tenant and the retained data are untouched.
-    assert_eq!(inventory_of(&stack, "iowa").await.len(), ohio_before.len());
-    assert_eq!(inventory_of(&stack, "utah").await, ["bucket", "table"]);
+    assert_eq!(stack.leftovers("iowa").await.len(), ohio_before.len());
+    assert_eq!(stack.leftovers("utah").await, ["bucket", "table"]);
     stack.stop().await;
 }
 

@@ -12,7 +12,7 @@ use statehouse::{
         spec::SpecDoc,
         tenant::{DataPolicy, TenantStatus},
     },
-    reconcile::{bucket, inventory, role, rule, service, table},
+    reconcile::{bucket, role, rule, service, table},
 };
 
 use crate::harness::{settings, spec, Stack};
@@ -427,20 +427,6 @@ async fn a_duplicate_revision_is_retired_without_a_deployment(pool: PgPool) {
     stack.stop().await;
 }
 
-async fn leftovers(stack: &Stack, tenant: &str) -> Vec<&'static str> {
-    let inv = inventory::take(&stack.aws, stack.cell(), "humangov")
-        .await
-        .unwrap();
-    let mut kinds: Vec<_> = inv
-        .get(tenant)
-        .into_iter()
-        .flatten()
-        .map(|f| f.kind)
-        .collect();
-    kinds.sort();
-    kinds
-}
-
 #[sqlx::test]
 async fn deleting_with_retain_keeps_only_the_bucket_and_table(pool: PgPool) {
     let stack = Stack::start(pool, 10, settings()).await;
@@ -448,17 +434,17 @@ async fn deleting_with_retain_keeps_only_the_bucket_and_table(pool: PgPool) {
     stack.create("maine", spec()).await;
     stack.ready("vermont").await;
     stack.ready("maine").await;
-    assert_eq!(leftovers(&stack, "vermont").await.len(), 9);
+    assert_eq!(stack.leftovers("vermont").await.len(), 9);
     stack.delete("vermont", DataPolicy::Retain).await;
     let t = stack
         .wait_for("vermont", Duration::from_secs(60), |t| {
             t.status == TenantStatus::Deleted
         })
         .await;
-    assert_eq!(leftovers(&stack, "vermont").await, ["bucket", "table"]);
+    assert_eq!(stack.leftovers("vermont").await, ["bucket", "table"]);
     assert_eq!(t.resources["bucket"]["retained"], true);
     assert_eq!(
-        leftovers(&stack, "maine").await.len(),
+        stack.leftovers("maine").await.len(),
         9,
         "the neighbour is untouched"
     );
@@ -501,7 +487,7 @@ async fn deleting_with_purge_leaves_nothing_but_a_final_backup(pool: PgPool) {
             t.status == TenantStatus::Deleted
         })
         .await;
-    assert!(leftovers(&stack, "nevada").await.is_empty());
+    assert!(stack.leftovers("nevada").await.is_empty());
     let backups = stack
         .aws
         .dynamodb
@@ -531,7 +517,7 @@ async fn a_deleted_state_can_be_created_again(pool: PgPool) {
     let t = stack.ready("utah").await;
     assert_eq!(t.id, second.id);
     // The retained bucket and table are adopted, and everything exists once.
-    let left = leftovers(&stack, "utah").await;
+    let left = stack.leftovers("utah").await;
     assert_eq!(left.iter().filter(|k| **k == "listener_rule").count(), 1);
     assert_eq!(left.iter().filter(|k| **k == "service").count(), 1);
     assert_eq!(left.iter().filter(|k| **k == "bucket").count(), 1);
