@@ -66,6 +66,7 @@ pub async fn run(admin_url: &str, config: &FaultConfig) {
     let one = onboard(1, admin_url, Some(config)).await;
     let many = onboard(n, admin_url, Some(config)).await;
     let ratio = many.wall.as_secs_f64() / one.wall.as_secs_f64();
+    let verdict = if ratio <= 2.0 { "met" } else { "missed" };
     println!();
     println!("  1 tenant ready in  {:>10}", ms(one.wall));
     println!(
@@ -88,14 +89,10 @@ pub async fn run(admin_url: &str, config: &FaultConfig) {
                     many.wall.as_secs_f64() / floor.as_secs_f64()
                 );
             } else {
-                let verdict = if ratio <= 2.0 { "met" } else { "missed" };
                 println!("  target {verdict}");
             }
         }
-        None => {
-            let verdict = if ratio <= 2.0 { "met" } else { "missed" };
-            println!("  no ECS token bucket in the rules; target {verdict}");
-        }
+        None => println!("  no ECS token bucket in the rules; target {verdict}"),
     }
     if let Some(summary) = &many.faults {
         println!();

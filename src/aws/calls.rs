@@ -121,11 +121,13 @@ impl CallScope {
         }
     }
 
+    /// Until when the lease surely holds, if the scope has one.
+    pub fn lease_held_until(&self) -> Option<Instant> {
+        self.lease_until.lock().ok().and_then(|held| *held)
+    }
+
     fn lease_lapsed(&self) -> bool {
-        self.lease_until
-            .lock()
-            .ok()
-            .and_then(|held| *held)
+        self.lease_held_until()
             .is_some_and(|until| Instant::now() >= until)
     }
 }

@@ -9,7 +9,6 @@ use std::{
 
 use futures::{stream, StreamExt};
 use serde::Serialize;
-use serde_json::json;
 
 use super::{
     exit::{self, Exit},
@@ -153,7 +152,7 @@ async fn one(
     let started = Instant::now();
     let mut line = display.line(name.as_str());
     line.update("creating", "");
-    let body = json!({ "name": name.as_str(), "spec": args.spec() });
+    let body = args.body(name);
     let key = uuid::Uuid::now_v7().to_string();
     let (existed, tenant) = match ctx.client.create(&body, &key).await {
         Ok(t) => (false, t),

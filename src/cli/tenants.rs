@@ -231,14 +231,20 @@ pub struct CreateArgs {
 }
 
 impl CreateArgs {
-    /// The `spec` member of a create request: only what was given.
-    pub fn spec(&self) -> Value {
-        Value::Object(self.spec.members(true))
+    /// The request that creates `name`: its spec holds only what was given.
+    pub fn body(&self, name: StateSlug) -> Value {
+        let mut body = json!({ "name": name.as_str(), "spec": self.spec.members(&[]) });
+        if let Some(display_name) = &self.display_name {
+            body["display_name"] = Value::from(display_name.clone());
+        }
+        body
     }
 }
 
 impl SpecFlags {
-    fn members(&self, with_env: bool) -> Map<String, Value> {
+    /// The spec members given by flags; `env` holds the `--env` values and, for a merge
+    /// patch, a null for each variable in `unset_env`.
+    fn members(&self, unset_env: &[String]) -> Map<String, Value> {
         let mut spec = Map::new();
         let mut put = |key: &str, value: Option<Value>| {
             if let Some(value) = value {
@@ -252,12 +258,13 @@ impl SpecFlags {
         put("desired_count", self.desired.map(Value::from));
         put("min_count", self.min.map(Value::from));
         put("max_count", self.max.map(Value::from));
-        if with_env && !self.env.is_empty() {
-            let env: Map<String, Value> = self
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::from(v.clone())))
-                .collect();
+        let env: Map<String, Value> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+            .chain(unset_env.iter().map(|k| (k.clone(), Value::Null)))
+            .collect();
+        if !env.is_empty() {
             spec.insert("env".to_owned(), Value::Object(env));
         }
         spec
@@ -375,10 +382,7 @@ async fn create_one(ctx: &ClientContext, args: CreateArgs) -> anyhow::Result<()>
         )
         .into());
     };
-    let mut body = json!({ "name": name.as_str(), "spec": args.spec() });
-    if let Some(display_name) = &args.display_name {
-        body["display_name"] = Value::from(display_name.clone());
-    }
+    let body = args.body(name);
     let key = uuid::Uuid::now_v7().to_string();
     let tenant = ctx.client.create(&body, &key).await?;
     if !args.wait.wait {
@@ -472,17 +476,7 @@ async fn update(
     display_name: Option<String>,
     wait: &WaitArgs,
 ) -> anyhow::Result<()> {
-    let mut spec_patch = spec.members(false);
-    let mut env = Map::new();
-    for (k, v) in &spec.env {
-        env.insert(k.clone(), Value::from(v.clone()));
-    }
-    for k in unset_env {
-        env.insert(k.clone(), Value::Null);
-    }
-    if !env.is_empty() {
-        spec_patch.insert("env".to_owned(), Value::Object(env));
-    }
+    let spec_patch = spec.members(unset_env);
     let mut patch = Map::new();
     if !spec_patch.is_empty() {
         patch.insert("spec".to_owned(), Value::Object(spec_patch));

@@ -206,13 +206,9 @@ impl Client {
     }
 
     pub async fn delete(&self, name: &str, data: DataPolicy) -> ClientResult<Tenant> {
-        let data = match data {
-            DataPolicy::Retain => "retain",
-            DataPolicy::Purge => "purge",
-        };
         self.json(
             self.request(Method::DELETE, &tenant_path(name))
-                .query(&[("data", data)]),
+                .query(&[("data", data.as_str())]),
         )
         .await
     }

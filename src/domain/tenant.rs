@@ -65,6 +65,16 @@ pub enum DataPolicy {
     Purge,
 }
 
+impl DataPolicy {
+    /// The name used in the API (`?data=`) and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retain => "retain",
+            Self::Purge => "purge",
+        }
+    }
+}
+
 /// One aspect of a tenant's progress, in the style of Kubernetes conditions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Condition {

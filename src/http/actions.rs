@@ -16,7 +16,7 @@ use super::{
     auth::AdminCaller,
     error::{ApiError, ApiResult, Problem},
     extract::TenantName,
-    tenants::{commit_change, lock_live, tenant_response},
+    tenants::{commit_change, lock_live, plain_text, tenant_response},
     AppState,
 };
 use crate::{db, domain::tenant::Tenant};
@@ -113,10 +113,7 @@ async fn pause_tenant(
         .and_then(|b| b.reason)
         .map(|r| r.trim().to_owned())
         .filter(|r| !r.is_empty());
-    if reason
-        .as_ref()
-        .is_some_and(|r| r.chars().count() > MAX_REASON || r.chars().any(char::is_control))
-    {
+    if reason.as_ref().is_some_and(|r| !plain_text(r, MAX_REASON)) {
         return Err(ApiError::invalid(
             "reason",
             format!("at most {MAX_REASON} characters, without control characters"),

@@ -146,12 +146,15 @@ pub(super) fn tenant_response(
     response
 }
 
+/// Whether free text an operator wrote is at most `max` characters, none of them control
+/// characters.
+pub(super) fn plain_text(value: &str, max: usize) -> bool {
+    value.chars().count() <= max && !value.chars().any(char::is_control)
+}
+
 fn check_display_name(value: &str, errors: &mut ValidationErrors) {
     let trimmed = value.trim();
-    if trimmed.is_empty()
-        || trimmed.chars().count() > MAX_DISPLAY_NAME
-        || trimmed.chars().any(char::is_control)
-    {
+    if trimmed.is_empty() || !plain_text(trimmed, MAX_DISPLAY_NAME) {
         errors.push(
             "display_name",
             format!("must be 1-{MAX_DISPLAY_NAME} characters with no control characters"),
@@ -255,9 +258,8 @@ async fn create_tenant(
     // Placed under a lock, after the name is known to be free, so "already exists" wins
     // over "full" and two creates cannot both take a cell's last place.
     db::cells::lock(&mut tx).await?;
-    if db::tenants::lock_live(&mut tx, name).await?.is_some() {
-        drop(tx);
-        return Err(already_exists(&state, name).await);
+    if let Some(existing) = db::tenants::lock_live(&mut tx, name).await? {
+        return Err(exists(name, Some(existing.status)));
     }
     let cell = db::cells::with_room(&mut tx, &state.settings.cells)
         .await?
@@ -327,10 +329,16 @@ fn no_capacity(cells: &[db::cells::CellCapacity]) -> ApiError {
 }
 
 async fn already_exists(state: &AppState, name: StateSlug) -> ApiError {
-    let status = match db::tenants::find_latest(&state.pool, name).await {
-        Ok(Some(existing)) => format!(" (status {})", existing.status.as_str()),
-        _ => String::new(),
-    };
+    let status = db::tenants::find_latest(&state.pool, name)
+        .await
+        .ok()
+        .flatten()
+        .map(|existing| existing.status);
+    exists(name, status)
+}
+
+fn exists(name: StateSlug, status: Option<TenantStatus>) -> ApiError {
+    let status = status.map_or_else(String::new, |s| format!(" (status {})", s.as_str()));
     ApiError::Conflict(format!(
         "tenant {name} already exists{status}; change it with PATCH, or delete it before creating it again"
     ))
@@ -665,24 +673,16 @@ async fn delete_tenant(
         return match current.data_policy {
             Some(first) if first != policy => Err(ApiError::Conflict(format!(
                 "tenant {name} is already being deleted with data={}",
-                if first == DataPolicy::Purge {
-                    "purge"
-                } else {
-                    "retain"
-                }
+                first.as_str()
             ))),
             _ => Ok(tenant_response(StatusCode::ACCEPTED, &current, true)),
         };
     }
     let tenant = db::tenants::request_deletion(&mut tx, current.id, policy).await?;
-    let policy_name = if policy == DataPolicy::Purge {
-        "purge"
-    } else {
-        "retain"
-    };
     let message = format!(
-        "deletion requested by key {} (data: {policy_name})",
-        caller.key_name
+        "deletion requested by key {} (data: {})",
+        caller.key_name,
+        policy.as_str()
     );
     commit_change(
         tx,

@@ -69,10 +69,15 @@ impl TenantNames {
             log_group: format!("/{p}/{s}"),
             task_family: base.clone(),
             target_group: target_group_name(p, slug),
-            scaling_policy: format!("{base}-cpu"),
+            scaling_policy: scaling_policy_name(&base),
             service: base,
         }
     }
+}
+
+/// The CPU target-tracking policy of the service called `service`.
+pub fn scaling_policy_name(service: &str) -> String {
+    format!("{service}-cpu")
 }
 
 /// `{p}-{s}`, or `{p}-{postal code}` for the few slugs too long for ELB's 32 characters.

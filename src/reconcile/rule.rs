@@ -206,10 +206,17 @@ pub async fn delete(elb: &Client, listener_arn: &str, host: &str) -> Result<Chan
     };
     let mut changes = Changes::new();
     for rule in rules.iter().filter(|r| r.hosts == [host]) {
-        match elb.delete_rule().rule_arn(&rule.arn).send().await {
-            Ok(_) => changes.push("DeleteRule"),
-            Err(e) => AwsError::from_sdk(ELB, "DeleteRule", e).tolerate(&["RuleNotFound"])?,
-        }
+        changes.extend(delete_arn(elb, &rule.arn).await?);
     }
     Ok(changes)
+}
+
+/// Deletes one rule; one already gone is done.
+pub async fn delete_arn(elb: &Client, arn: &str) -> Result<Changes, AwsError> {
+    match elb.delete_rule().rule_arn(arn).send().await {
+        Ok(_) => Ok(vec!["DeleteRule"]),
+        Err(e) => AwsError::from_sdk(ELB, "DeleteRule", e)
+            .tolerate(&["RuleNotFound"])
+            .map(|()| Changes::new()),
+    }
 }

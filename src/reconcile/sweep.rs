@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use super::{
-    bucket, inventory::Inventory, log_group, platform::Cell, role, scaling, service, table,
-    target_group, task_def, Changes,
+    bucket, inventory::Inventory, log_group, names, platform::Cell, role, rule, scaling, service,
+    table, target_group, task_def, Changes,
 };
 use crate::aws::{error::Retry, Aws, AwsError};
 
@@ -86,10 +86,10 @@ pub async fn delete(
     match item.kind {
         "autoscaling" => {
             let service = last_segment(id);
-            scaling::delete(&aws.autoscaling, id, &format!("{service}-cpu")).await
+            scaling::delete(&aws.autoscaling, id, &names::scaling_policy_name(service)).await
         }
         "service" => service::delete(&aws.ecs, &cell.cluster, last_segment(id)).await,
-        "listener_rule" => delete_rule(aws, id).await,
+        "listener_rule" => rule::delete_arn(&aws.elb, id).await,
         "target_group" => target_group::delete(&aws.elb, target_group_name(id)).await,
         "task_definition" => task_def::delete(&aws.ecs, task_family(id)).await,
         "log_group" => log_group::delete(&aws.logs, id).await,
@@ -114,15 +114,6 @@ pub async fn delete(
             format!("no way to remove a resource of kind {other}"),
             Retry::Permanent,
         )),
-    }
-}
-
-async fn delete_rule(aws: &Aws, arn: &str) -> Result<Changes, AwsError> {
-    match aws.elb.delete_rule().rule_arn(arn).send().await {
-        Ok(_) => Ok(vec!["DeleteRule"]),
-        Err(e) => AwsError::from_sdk("elasticloadbalancing", "DeleteRule", e)
-            .tolerate(&["RuleNotFound"])
-            .map(|()| Changes::new()),
     }
 }
 

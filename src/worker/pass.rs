@@ -89,7 +89,6 @@ async fn heartbeat(
 ) -> LeaseError {
     let ttl = worker.settings.lease_ttl;
     let every = ttl / 3;
-    let mut renewed = std::time::Instant::now();
     loop {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
@@ -104,16 +103,16 @@ async fn heartbeat(
         )
         .await
         {
-            Ok(()) => {
-                renewed = std::time::Instant::now();
-                scope.hold_lease_until(sent + ttl);
-            }
+            Ok(()) => scope.hold_lease_until(sent + ttl),
             Err(LeaseError::Fenced) => return LeaseError::Fenced,
             // The database being briefly away is not a lost lease; the next beat retries,
             // unless the lease may run out before it.
             Err(e) => {
                 tracing::warn!(tenant = %claimed.tenant.name, error = %e, "heartbeat failed");
-                if renewed.elapsed() + every >= ttl {
+                let lapses_before_next_beat = scope
+                    .lease_held_until()
+                    .is_none_or(|until| std::time::Instant::now() + every >= until);
+                if lapses_before_next_beat {
                     return LeaseError::Fenced;
                 }
             }
