@@ -131,12 +131,7 @@ async fn the_bootstrap_token_acts_as_an_admin_named_bootstrap(pool: PgPool) {
         .bearer_auth(BOOTSTRAP_TOKEN)
         .json(&json!({"name": "maryland"}));
     assert_eq!(response.send().await.unwrap().status(), 202);
-    let events: Value = app
-        .get("/v1/tenants/maryland/events")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let events = app.events("maryland").await;
     assert_eq!(events["items"][0]["actor"], "key:bootstrap");
 }
 

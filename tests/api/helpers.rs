@@ -122,6 +122,32 @@ impl TestApp {
         self.admin(Method::GET, path).send().await.expect("GET")
     }
 
+    /// A POST made with the admin key, with `body` as JSON when there is one.
+    pub async fn post(&self, path: &str, body: Option<Value>) -> Response {
+        let mut request = self.admin(Method::POST, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("POST")
+    }
+
+    /// The first page of the tenant's event history, newest first, as the admin sees it.
+    pub async fn events(&self, name: &str) -> Value {
+        let response = self.get(&format!("/v1/tenants/{name}/events")).await;
+        assert_eq!(response.status(), 200, "events of {name}");
+        response.json().await.expect("events JSON")
+    }
+
+    /// The actions of [`TestApp::events`], newest first.
+    pub async fn event_actions(&self, name: &str) -> Vec<String> {
+        self.events(name).await["items"]
+            .as_array()
+            .expect("an items array")
+            .iter()
+            .map(|e| e["action"].as_str().expect("an action").to_owned())
+            .collect()
+    }
+
     pub async fn etag(&self, name: &str) -> String {
         let response = self.get(&format!("/v1/tenants/{name}")).await;
         assert_eq!(response.status(), 200);

@@ -8,14 +8,6 @@ use statehouse::db::cells::CellCapacity;
 
 use crate::helpers::{problem, settings, TestApp};
 
-async fn post(app: &TestApp, path: &str, body: Option<Value>) -> reqwest::Response {
-    let mut request = app.admin(Method::POST, path);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.expect("POST")
-}
-
 async fn claimable(pool: &PgPool, name: &str) -> bool {
     // What the worker's claim would take: due, unleased and not paused.
     let cells = vec!["cell-1".to_owned()];
@@ -43,12 +35,12 @@ async fn a_paused_tenant_is_not_claimed_until_resumed(pool: PgPool) {
         .unwrap();
     problem(viewer, 403, "forbidden").await;
 
-    let paused = post(
-        &app,
-        "/v1/tenants/OH/pause",
-        Some(json!({ "reason": "restoring the table by hand, OPS-12" })),
-    )
-    .await;
+    let paused = app
+        .post(
+            "/v1/tenants/OH/pause",
+            Some(json!({ "reason": "restoring the table by hand, OPS-12" })),
+        )
+        .await;
     assert_eq!(paused.status(), 200);
     let body: Value = paused.json().await.unwrap();
     assert!(body["paused_at"].is_string(), "{body}");
@@ -59,17 +51,17 @@ async fn a_paused_tenant_is_not_claimed_until_resumed(pool: PgPool) {
     );
 
     // Asking for a pass while paused is refused, not silently ignored.
-    let reconcile = post(&app, "/v1/tenants/ohio/reconcile", None).await;
+    let reconcile = app.post("/v1/tenants/ohio/reconcile", None).await;
     let p = problem(reconcile, 409, "conflict").await;
     assert!(p["detail"].as_str().unwrap().contains("paused"), "{p}");
 
     // Pausing again changes nothing and keeps the first reason.
-    let again = post(&app, "/v1/tenants/ohio/pause", None).await;
+    let again = app.post("/v1/tenants/ohio/pause", None).await;
     assert_eq!(again.status(), 200);
     let body: Value = again.json().await.unwrap();
     assert_eq!(body["paused_reason"], "restoring the table by hand, OPS-12");
 
-    let resumed = post(&app, "/v1/tenants/ohio/resume", None).await;
+    let resumed = app.post("/v1/tenants/ohio/resume", None).await;
     assert_eq!(resumed.status(), 200);
     let body: Value = resumed.json().await.unwrap();
     assert!(body["paused_at"].is_null(), "{body}");
@@ -78,18 +70,7 @@ async fn a_paused_tenant_is_not_claimed_until_resumed(pool: PgPool) {
         "resuming makes it due at once"
     );
 
-    let events: Value = app
-        .get("/v1/tenants/ohio/events")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let actions: Vec<&str> = events["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
+    let actions = app.event_actions("ohio").await;
     assert_eq!(
         actions[..3],
         ["tenant.resumed", "tenant.paused", "tenant.created"],
@@ -102,7 +83,7 @@ async fn pausing_takes_the_lease_from_a_pass_in_flight(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     app.create_ok("utah").await;
     assert!(claimable(&pool, "utah").await);
-    post(&app, "/v1/tenants/utah/pause", None).await;
+    app.post("/v1/tenants/utah/pause", None).await;
     let (token, owner): (Option<uuid::Uuid>, Option<String>) =
         sqlx::query_as("SELECT lease_token, lease_owner FROM tenants WHERE name = 'utah'")
             .fetch_one(&pool)
@@ -119,19 +100,16 @@ async fn pausing_takes_the_lease_from_a_pass_in_flight(pool: PgPool) {
 async fn bad_pause_requests_get_clear_problems(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     app.create_ok("iowa").await;
-    let long = post(
-        &app,
-        "/v1/tenants/iowa/pause",
-        Some(json!({ "reason": "x".repeat(501) })),
-    )
-    .await;
+    let long = app
+        .post(
+            "/v1/tenants/iowa/pause",
+            Some(json!({ "reason": "x".repeat(501) })),
+        )
+        .await;
     problem(long, 422, "validation").await;
-    let unknown = post(
-        &app,
-        "/v1/tenants/iowa/pause",
-        Some(json!({ "why": "typo" })),
-    )
-    .await;
+    let unknown = app
+        .post("/v1/tenants/iowa/pause", Some(json!({ "why": "typo" })))
+        .await;
     problem(unknown, 422, "validation").await;
     let not_json = app
         .admin(Method::POST, "/v1/tenants/iowa/pause")
@@ -149,7 +127,7 @@ async fn bad_pause_requests_get_clear_problems(pool: PgPool) {
         .await
         .unwrap();
     problem(text, 415, "unsupported-media-type").await;
-    let missing = post(&app, "/v1/tenants/utah/resume", None).await;
+    let missing = app.post("/v1/tenants/utah/resume", None).await;
     problem(missing, 404, "not-found").await;
 }
 

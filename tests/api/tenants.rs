@@ -332,12 +332,7 @@ async fn a_spec_change_bumps_generation_and_is_recorded(pool: PgPool) {
     assert_eq!(t["spec"]["app_image"], "humangov/app:1.1.0");
     assert_eq!(t["spec"]["env"], json!({"B": "2", "C": "3"}));
 
-    let events: Value = app
-        .get("/v1/tenants/vermont/events")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let events = app.events("vermont").await;
     let latest = &events["items"][0];
     assert_eq!(latest["action"], "tenant.updated");
     assert_eq!(latest["actor"], "key:ops");
@@ -477,18 +472,7 @@ async fn deleting_keeps_the_row_until_the_worker_finishes_then_the_name_is_free(
         (second["id"].clone(), Some("pending"))
     );
 
-    let events: Value = app
-        .get("/v1/tenants/nebraska/events")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let actions: Vec<&str> = events["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
+    let actions = app.event_actions("nebraska").await;
     assert_eq!(
         actions,
         [
@@ -512,12 +496,7 @@ async fn delete_with_purge_records_the_data_policy_and_can_be_repeated(pool: PgP
     assert_eq!(t["data_policy"], "purge");
     let again = app.delete("/v1/tenants/delaware?data=purge").await;
     assert_eq!(again.status(), 202);
-    let events: Value = app
-        .get("/v1/tenants/delaware/events")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let events = app.events("delaware").await;
     assert_eq!(
         events["items"].as_array().unwrap().len(),
         2,
@@ -753,11 +732,7 @@ async fn a_reconcile_request_makes_the_tenant_due_now_and_is_recorded(pool: PgPo
         .await
         .unwrap();
     problem(viewer, 403, "forbidden").await;
-    let response = app
-        .admin(Method::POST, "/v1/tenants/OH/reconcile")
-        .send()
-        .await
-        .unwrap();
+    let response = app.post("/v1/tenants/OH/reconcile", None).await;
     assert_eq!(response.status(), 202);
     let (due, attempts): (bool, i32) = sqlx::query_as(
         "SELECT next_attempt_at <= now(), attempts FROM tenants WHERE name = 'ohio'",
@@ -767,19 +742,10 @@ async fn a_reconcile_request_makes_the_tenant_due_now_and_is_recorded(pool: PgPo
     .unwrap();
     assert!(due);
     assert_eq!(attempts, 0);
-    let events: Value = app
-        .get("/v1/tenants/ohio/events")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let events = app.events("ohio").await;
     assert_eq!(events["items"][0]["action"], "tenant.reconcile_requested");
     assert_eq!(events["items"][0]["actor"], "key:ops");
 
-    let missing = app
-        .admin(Method::POST, "/v1/tenants/utah/reconcile")
-        .send()
-        .await
-        .unwrap();
+    let missing = app.post("/v1/tenants/utah/reconcile", None).await;
     problem(missing, 404, "not-found").await;
 }

@@ -498,16 +498,8 @@ async fn assert_nothing_left_but_retained_data(stack: &Stack, all: &[&str], purg
     assert_eq!(inv.len(), all.len() - purged.len());
     assert!(!purged.is_empty());
     for name in purged {
-        let backups = stack
-            .aws
-            .dynamodb
-            .list_backups()
-            .table_name(format!("humangov-{name}"))
-            .send()
-            .await
-            .unwrap();
         assert_eq!(
-            backups.backup_summaries().len(),
+            stack.backups(&format!("humangov-{name}")).await,
             1,
             "{name}: one final backup"
         );

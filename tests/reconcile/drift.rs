@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use statehouse::{
     domain::state::StateSlug,
-    reconcile::{bucket, role, rule},
+    reconcile::{bucket, rule, service},
 };
 
 use crate::harness::{settings, spec, Stack};
@@ -130,28 +130,16 @@ async fn hand_edits_are_restored_within_one_resync_and_recorded_as_drift(pool: P
     let rules = rule::list(&aws.elb, &cell.listener_arn).await.unwrap();
     let back = rule::find(&rules, &host).expect("the rule is back");
     assert_eq!(back.forwards_to.len(), 1);
-    let doc = aws
-        .iam
-        .get_role_policy()
-        .role_name(&names.task_role)
-        .policy_name(&names.role_policy)
-        .send()
-        .await
-        .unwrap();
-    let policy = role::parse_document(doc.policy_document()).unwrap();
+    let policy = stack.role_policy(&names).await;
     assert!(
         !policy.to_string().contains("\"*\""),
         "the widened policy is narrowed again: {policy}"
     );
-    let svc = aws
-        .ecs
-        .describe_services()
-        .cluster(&cell.cluster)
-        .services(&names.service)
-        .send()
+    let svc = service::describe(&aws.ecs, &cell.cluster, &names.service)
         .await
+        .unwrap()
         .unwrap();
-    let count = svc.services()[0].desired_count();
+    let count = svc.desired_count();
     let s = spec();
     assert!(
         (i32::try_from(s.min_count).unwrap()..=i32::try_from(s.max_count).unwrap())
@@ -187,13 +175,7 @@ async fn a_paused_tenant_gets_no_mutating_call_and_is_repaired_on_resume(pool: P
     s.resync_interval = RESYNC;
     let stack = Stack::start(pool, 10, s).await;
     let baseline = settled_tenant(&stack, "oregon").await;
-    let id = stack.tenant("oregon").await.id;
-    let mut conn = stack.pool.acquire().await.unwrap();
-    statehouse::db::tenants::pause(&mut conn, id, Some("repairing by hand"))
-        .await
-        .unwrap()
-        .expect("it was not paused");
-    drop(conn);
+    stack.pause("oregon", Some("repairing by hand")).await;
 
     // While paused, a hand edit stays as it is, and no mutating call is made.
     let cell = stack.cell().clone();
@@ -210,10 +192,10 @@ async fn a_paused_tenant_gets_no_mutating_call_and_is_repaired_on_resume(pool: P
         .send()
         .await
         .unwrap();
-    let before = crate::worker::mutating_calls(&stack);
+    let before = stack.mutating_calls();
     tokio::time::sleep(RESYNC * 2 + Duration::from_secs(1)).await;
     assert_eq!(
-        crate::worker::mutating_calls(&stack),
+        stack.mutating_calls(),
         before,
         "{:#?}",
         stack.aws.calls.snapshot()
@@ -228,15 +210,7 @@ async fn a_paused_tenant_gets_no_mutating_call_and_is_repaired_on_resume(pool: P
 
     // Resuming makes a pass due at once, which restores the rule.
     let resumed_at = Instant::now();
-    let mut conn = stack.pool.acquire().await.unwrap();
-    statehouse::db::tenants::resume(&mut conn, id)
-        .await
-        .unwrap()
-        .expect("it was paused");
-    statehouse::db::tenants::notify_changed(&mut conn, "oregon")
-        .await
-        .unwrap();
-    drop(conn);
+    stack.resume("oregon").await;
     let took = repaired(&stack, "oregon", "listener_rule", baseline, resumed_at).await;
     assert!(
         took < RESYNC,
@@ -269,15 +243,7 @@ async fn pausing_stops_a_pass_under_way_at_once(pool: PgPool) {
 
     // As the API pauses: the lease is taken away, and the change announced.
     let paused_at = Instant::now();
-    let mut tx = stack.pool.begin().await.unwrap();
-    statehouse::db::tenants::pause(&mut tx, t.id, None)
-        .await
-        .unwrap()
-        .unwrap();
-    statehouse::db::tenants::notify_changed(&mut tx, "vermont")
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    stack.pause("vermont", None).await;
 
     // The pass learns it at once (not at its next heartbeat, a third of the 15 s lease
     // away), and stops.

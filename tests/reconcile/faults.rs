@@ -224,9 +224,7 @@ async fn a_stalled_call_times_out_as_a_transient_error_instead_of_hanging() {
 #[tokio::test]
 async fn the_ecs_limits_refuse_the_21st_immediate_task_definition_registration() {
     let moto = Moto::start(0).await;
-    let proxy = FaultProxy::start(&moto.endpoint, FaultConfig::default().rules(ecs_limits()))
-        .await
-        .unwrap();
+    let proxy = proxy(&moto, "preset ecs-limits").await;
     // The emulator answers 20 registrations at once slowly on a busy machine.
     let aws = single_attempt_within(&proxy, Duration::from_secs(60)).await;
     let register = |i: usize| {

@@ -3,9 +3,10 @@
 
 use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
+use serde_json::Value;
 use sqlx::PgPool;
 use statehouse::{
-    aws::Aws,
+    aws::{calls::is_mutating, Aws},
     db,
     domain::{
         spec::SpecDoc,
@@ -15,8 +16,9 @@ use statehouse::{
     metrics::Metrics,
     reconcile::{
         inventory,
-        names::Prefix,
+        names::{Prefix, TenantNames},
         platform::{Cell, Platform},
+        role,
     },
     worker::{Worker, WorkerSettings},
 };
@@ -237,6 +239,44 @@ impl Stack {
         &self.platform.cells[0]
     }
 
+    /// The mutating AWS calls the worker's clients have made so far.
+    pub fn mutating_calls(&self) -> u64 {
+        self.aws
+            .calls
+            .snapshot()
+            .iter()
+            .filter(|(k, _)| is_mutating(&k.operation))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// The tenant's task role data policy, read through the AWS API.
+    pub async fn role_policy(&self, names: &TenantNames) -> Value {
+        let doc = self
+            .aws
+            .iam
+            .get_role_policy()
+            .role_name(&names.task_role)
+            .policy_name(&names.role_policy)
+            .send()
+            .await
+            .unwrap();
+        role::parse_document(doc.policy_document()).unwrap()
+    }
+
+    /// How many backups the emulator holds of `table`.
+    pub async fn backups(&self, table: &str) -> usize {
+        self.aws
+            .dynamodb
+            .list_backups()
+            .table_name(table)
+            .send()
+            .await
+            .unwrap()
+            .backup_summaries()
+            .len()
+    }
+
     /// Creates a tenant as the API does (row, event, NOTIFY).
     pub async fn create(&self, name: &str, spec: SpecDoc) -> Tenant {
         let slug = StateSlug::parse(name).unwrap();
@@ -302,6 +342,38 @@ impl Stack {
             .unwrap()
             .unwrap();
         db::tenants::request_reconcile(&mut tx, t.id).await.unwrap();
+        db::tenants::notify_changed(&mut tx, name).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    /// Pauses a tenant as the API does (row, NOTIFY): its lease is taken away.
+    pub async fn pause(&self, name: &str, reason: Option<&str>) {
+        let slug = StateSlug::parse(name).unwrap();
+        let mut tx = self.pool.begin().await.unwrap();
+        let t = db::tenants::lock_live(&mut tx, slug)
+            .await
+            .unwrap()
+            .unwrap();
+        db::tenants::pause(&mut tx, t.id, reason)
+            .await
+            .unwrap()
+            .expect("it was not paused");
+        db::tenants::notify_changed(&mut tx, name).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    /// Resumes a paused tenant as the API does (row, NOTIFY): a pass is due at once.
+    pub async fn resume(&self, name: &str) {
+        let slug = StateSlug::parse(name).unwrap();
+        let mut tx = self.pool.begin().await.unwrap();
+        let t = db::tenants::lock_live(&mut tx, slug)
+            .await
+            .unwrap()
+            .unwrap();
+        db::tenants::resume(&mut tx, t.id)
+            .await
+            .unwrap()
+            .expect("it was paused");
         db::tenants::notify_changed(&mut tx, name).await.unwrap();
         tx.commit().await.unwrap();
     }

@@ -179,20 +179,8 @@ async fn planted_orphans_are_found_and_removed_in_order_and_data_only_when_asked
     assert_eq!(all.status.code(), Some(0), "{all:?}");
     assert!(stack.leftovers("ohio").await.is_empty());
     assert!(stack.leftovers("kansas").await.is_empty());
-    let backups = stack
-        .aws
-        .dynamodb
-        .list_backups()
-        .table_name(
-            stack
-                .platform
-                .names(StateSlug::parse("ohio").unwrap())
-                .table,
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(backups.backup_summaries().len(), 1, "a final backup first");
+    let ohio = stack.platform.names(StateSlug::parse("ohio").unwrap());
+    assert_eq!(stack.backups(&ohio.table).await, 1, "a final backup first");
     let after = sweep(&stack, &[]).await;
     assert_eq!(after.status.code(), Some(0), "{after:?}");
 

@@ -74,15 +74,7 @@ async fn california_gets_every_resource_with_the_required_settings(pool: PgPool)
     );
 
     // Role: the data policy names exactly this tenant's bucket, objects and table.
-    let doc = aws
-        .iam
-        .get_role_policy()
-        .role_name(&names.task_role)
-        .policy_name(&names.role_policy)
-        .send()
-        .await
-        .unwrap();
-    let policy = role::parse_document(doc.policy_document()).unwrap();
+    let policy = stack.role_policy(&names).await;
     let mut resources = HashSet::new();
     for statement in policy["Statement"].as_array().unwrap() {
         assert_eq!(statement["Effect"], "Allow");
@@ -286,17 +278,6 @@ async fn all_56_states_at_once_become_ready_with_distinct_priorities(pool: PgPoo
     stack.stop().await;
 }
 
-pub fn mutating_calls(stack: &Stack) -> u64 {
-    stack
-        .aws
-        .calls
-        .snapshot()
-        .iter()
-        .filter(|(k, _)| is_mutating(&k.operation))
-        .map(|(_, n)| n)
-        .sum()
-}
-
 #[sqlx::test]
 async fn an_image_change_registers_a_new_revision_and_a_no_op_changes_nothing(pool: PgPool) {
     let stack = Stack::start(pool, 10, settings()).await;
@@ -308,13 +289,13 @@ async fn an_image_change_registers_a_new_revision_and_a_no_op_changes_nothing(po
     stack.reconcile("oregon").await;
     stack.settled("oregon").await;
 
-    let before = mutating_calls(&stack);
+    let before = stack.mutating_calls();
     for _ in 0..10 {
         stack.reconcile("oregon").await;
         stack.settled("oregon").await;
     }
     assert_eq!(
-        mutating_calls(&stack),
+        stack.mutating_calls(),
         before,
         "{:#?}",
         stack.aws.calls.snapshot()
@@ -488,15 +469,7 @@ async fn deleting_with_purge_leaves_nothing_but_a_final_backup(pool: PgPool) {
         })
         .await;
     assert!(stack.leftovers("nevada").await.is_empty());
-    let backups = stack
-        .aws
-        .dynamodb
-        .list_backups()
-        .table_name("humangov-nevada")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(backups.backup_summaries().len(), 1);
+    assert_eq!(stack.backups("humangov-nevada").await, 1);
     assert!(t.resources["table_backup"]["arn"].is_string());
     stack.stop().await;
 }

@@ -61,7 +61,6 @@ impl FaultConfig {
 pub struct Counts {
     pub total: u64,
     pub forwarded: u64,
-    pub delayed: u64,
     /// Answered with the service's throttling error (a throttle rule or an empty bucket).
     pub throttled: u64,
     /// Answered with another error.
@@ -74,7 +73,6 @@ impl Counts {
     fn add(&mut self, other: &Counts) {
         self.total += other.total;
         self.forwarded += other.forwarded;
-        self.delayed += other.delayed;
         self.throttled += other.throttled;
         self.errored += other.errored;
         self.reset += other.reset;
@@ -216,10 +214,7 @@ async fn handle(shared: &Shared, kill: &Notify, req: Request<hyper::body::Incomi
     let mut verdict = Verdict::Pass;
     for rule in &shared.rules {
         match rule.judge(&call) {
-            Verdict::Delay(d) => {
-                counted.delayed = 1;
-                tokio::time::sleep(d).await;
-            }
+            Verdict::Delay(d) => tokio::time::sleep(d).await,
             Verdict::Pass => {}
             decided => {
                 verdict = decided;

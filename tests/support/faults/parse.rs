@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use super::rules::{ecs_limits, Action, Rule, Target};
+use super::rules::{ecs_limits, Action, Rule};
 
 const ACTIONS: &str = "latency, throttle, error, reset, stall, bucket";
 const GATES: &[&str] = &["p", "first", "for"];
@@ -83,11 +83,7 @@ fn parse_rule(text: &str) -> Result<Vec<Rule>, String> {
             ))
         }
     };
-    let mut rule = Rule {
-        target: Target::new(service, operation),
-        action,
-        gate: Default::default(),
-    };
+    let mut rule = Rule::new(service, operation, action);
     if let Some(p) = args.take("p") {
         rule.gate.p = number(&p, "p")?;
     }
