@@ -192,10 +192,14 @@ async fn onboard(n: usize, admin_url: &str, faults: Option<&faults::FaultConfig>
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let state = AppState {
+        admission: statehouse::http::admission::Admission::new(
+            &pool,
+            statehouse::http::admission::DEFAULT_QUEUE_TIMEOUT,
+        ),
         pool: pool.clone(),
         settings: Arc::new(ApiSettings {
             spec_defaults: spec(),
-            spec_limits: statehouse::domain::spec::SpecLimits { max_task_count: 10 },
+            spec_limits: statehouse::domain::spec::SpecLimits::default(),
             cells: vec![statehouse::db::cells::CellCapacity {
                 name: "cell-1".into(),
                 capacity: 100,

@@ -53,3 +53,20 @@ ensure_moto() {
     python3 -m venv "$VENV_DIR"
     "$VENV_DIR/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 }
+
+# The contract test's request generator (schemathesis, every package pinned) in a
+# virtualenv of its own, so its dependencies never meet the emulator's.
+CONTRACT_VENV=${CONTRACT_VENV:-.venv-contract}
+CONTRACT_REQUIREMENTS=tests/contract/requirements.txt
+
+ensure_contract_tools() {
+    local stamp="$CONTRACT_VENV/.installed" want
+    want=$(sha256sum "$CONTRACT_REQUIREMENTS" | cut -d' ' -f1)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return
+    fi
+    say "Installing the contract test's tools (schemathesis) into $CONTRACT_VENV"
+    python3 -m venv "$CONTRACT_VENV"
+    "$CONTRACT_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$CONTRACT_REQUIREMENTS"
+    echo "$want" > "$stamp"
+}

@@ -9,8 +9,11 @@ source scripts/lib.sh
 ensure_postgres
 ensure_database statehouse_test
 ensure_moto
+ensure_contract_tools
 # Tests that talk to AWS start a private emulator each, from this binary.
 export STATEHOUSE_MOTO_SERVER=$PWD/$VENV_DIR/bin/moto_server
+# The contract test generates requests from the served document with this.
+export STATEHOUSE_SCHEMATHESIS=$PWD/$CONTRACT_VENV/bin/schemathesis
 # The integration tests create and drop their own databases through this one.
 export DATABASE_URL=$(database_url statehouse_test)
 

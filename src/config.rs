@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::{
     db::cells::CellCapacity,
-    domain::spec::{SpecDoc, SpecLimits, TenantSpec},
+    domain::spec::{SpecDoc, SpecLimits, TenantSpec, MAX_TASK_COUNT_CEILING},
     http::ApiSettings,
     reconcile::{
         names::Prefix,
@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// Serve the API only; run `statehouse worker` elsewhere.
     #[arg(long, env = "STATEHOUSE_NO_WORKER")]
     pub no_worker: bool,
+    /// How long a `/v1` request waits for a database connection before it is turned away
+    /// with a 429 and `Retry-After`.
+    #[arg(long, env = "STATEHOUSE_API_QUEUE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub api_queue_timeout: Duration,
     #[command(flatten)]
     pub platform: PlatformArgs,
     #[command(flatten)]
@@ -106,8 +110,9 @@ pub struct TenantDefaults {
     pub default_min_count: u32,
     #[arg(long, env = "STATEHOUSE_DEFAULT_MAX_COUNT", default_value_t = 2)]
     pub default_max_count: u32,
-    /// No tenant may ask for more tasks than this.
-    #[arg(long, env = "STATEHOUSE_MAX_TASK_COUNT", default_value_t = 10)]
+    /// No tenant may ask for more tasks than this (at most 5000, ECS's tasks per service).
+    #[arg(long, env = "STATEHOUSE_MAX_TASK_COUNT", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_TASK_COUNT_CEILING)))]
     pub max_task_count: u32,
     /// The cell (shared load balancer and cluster) this process's worker serves, and where
     /// new tenants go unless `STATEHOUSE_CELLS` says otherwise.

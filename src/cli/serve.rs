@@ -5,7 +5,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     config::ServeArgs,
-    http::{self, AppState},
+    http::{self, admission::Admission, AppState},
     metrics::Metrics,
 };
 
@@ -34,6 +34,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )
     };
     let state = AppState {
+        admission: Admission::new(&pool, args.api_queue_timeout),
         pool,
         settings: Arc::new(settings),
         metrics,

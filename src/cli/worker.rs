@@ -7,7 +7,11 @@ use crate::{
     aws::{fault::FaultPoint, Aws},
     config::{PlatformArgs, WorkerArgs, WorkerCommandArgs},
     db,
-    http::{self, AppState},
+    http::{
+        self,
+        admission::{Admission, DEFAULT_QUEUE_TIMEOUT},
+        AppState,
+    },
     metrics::Metrics,
     reconcile::platform::Platform,
     worker::Worker,
@@ -85,6 +89,7 @@ pub async fn run(args: WorkerCommandArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let state = AppState {
+        admission: Admission::new(&pool, DEFAULT_QUEUE_TIMEOUT),
         pool,
         settings: Arc::new(api_settings),
         metrics,

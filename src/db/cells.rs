@@ -1,5 +1,11 @@
 //! Placement of new tenants in cells: each cell is one shared load balancer and cluster,
 //! and holds at most its capacity of live tenants (one target group each).
+//!
+//! A create picks a cell from the committed counts without any lock, inserts the tenant
+//! there, and only just before committing takes that one cell's lock and counts again. The
+//! lock is held for the count and the commit, so creates into one cell queue for a moment
+//! each instead of for each other's whole transaction, and creates into different cells
+//! never wait for each other. One cell's lock at a time means no deadlock.
 
 use sqlx::PgConnection;
 
@@ -10,25 +16,13 @@ pub struct CellCapacity {
     pub capacity: u32,
 }
 
-/// Placements wait on each other under this transaction-scoped advisory lock, so two
-/// creates cannot both take a cell's last place.
-const PLACEMENT_LOCK: i64 = 0x5354_4154_4543_454c;
-
-/// Takes the placement lock for the rest of the transaction.
-pub async fn lock(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(PLACEMENT_LOCK)
-        .execute(conn)
-        .await
-        .map(drop)
-}
-
-/// The first cell, in configured order, with room for one more tenant; `None` when every
-/// cell is full. Call it after [`lock`], in the transaction that inserts the tenant.
-pub async fn with_room(
+/// The first cell, in configured order, that the committed counts show with room; `None`
+/// when every cell is full. Concurrent creates may all pick the same cell: [`confirm`]
+/// settles which of them fit.
+pub async fn with_room<'c>(
     conn: &mut PgConnection,
-    cells: &[CellCapacity],
-) -> Result<Option<String>, sqlx::Error> {
+    cells: &'c [CellCapacity],
+) -> Result<Option<&'c CellCapacity>, sqlx::Error> {
     let names: Vec<&str> = cells.iter().map(|c| c.name.as_str()).collect();
     let counts: Vec<(String, i64)> = sqlx::query_as(
         "SELECT cell, count(*) FROM tenants WHERE status <> 'deleted' AND cell = ANY($1) \
@@ -43,8 +37,22 @@ pub async fn with_room(
             .find(|(cell, _)| cell == name)
             .map_or(0, |(_, n)| *n)
     };
-    Ok(cells
-        .iter()
-        .find(|c| live(&c.name) < i64::from(c.capacity))
-        .map(|c| c.name.clone()))
+    Ok(cells.iter().find(|c| live(&c.name) < i64::from(c.capacity)))
+}
+
+/// Takes `cell`'s placement lock for the rest of the transaction and counts its live
+/// tenants, this transaction's own new one included: `false` when it no longer fits, and
+/// the transaction must be rolled back. Call it last before the commit.
+pub async fn confirm(conn: &mut PgConnection, cell: &CellCapacity) -> Result<bool, sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('statehouse-cell:' || $1, 0))")
+        .bind(&cell.name)
+        .execute(&mut *conn)
+        .await?;
+    // A new statement sees every placement committed while this one waited for the lock.
+    let live: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tenants WHERE status <> 'deleted' AND cell = $1")
+            .bind(&cell.name)
+            .fetch_one(conn)
+            .await?;
+    Ok(live <= i64::from(cell.capacity))
 }

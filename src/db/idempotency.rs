@@ -6,11 +6,15 @@ use sqlx::PgConnection;
 /// How long a stored response is replayed.
 const RETENTION: &str = "24 hours";
 
+#[derive(sqlx::FromRow)]
 pub struct StoredResponse {
     pub request_hash: Vec<u8>,
+    #[sqlx(rename = "response_status")]
     pub status: i16,
+    #[sqlx(rename = "response_body")]
     pub body: Value,
     pub location: Option<String>,
+    pub etag: Option<String>,
 }
 
 /// Serialises requests that share a key until the end of the transaction, so a retry that
@@ -40,22 +44,14 @@ pub async fn find(
         .bind(key)
         .execute(&mut *conn)
         .await?;
-    let row: Option<(Vec<u8>, i16, Value, Option<String>)> = sqlx::query_as(
-        "SELECT request_hash, response_status, response_body, location FROM idempotency_keys \
+    sqlx::query_as(
+        "SELECT request_hash, response_status, response_body, location, etag FROM idempotency_keys \
          WHERE key_name = $1 AND idempotency_key = $2",
     )
     .bind(key_name)
     .bind(key)
     .fetch_optional(conn)
-    .await?;
-    Ok(
-        row.map(|(request_hash, status, body, location)| StoredResponse {
-            request_hash,
-            status,
-            body,
-            location,
-        }),
-    )
+    .await
 }
 
 pub async fn save(
@@ -65,8 +61,8 @@ pub async fn save(
     r: &StoredResponse,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO idempotency_keys (key_name, idempotency_key, request_hash, response_status, response_body, location) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO idempotency_keys (key_name, idempotency_key, request_hash, response_status, response_body, location, etag) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(key_name)
     .bind(key)
@@ -74,6 +70,7 @@ pub async fn save(
     .bind(r.status)
     .bind(&r.body)
     .bind(&r.location)
+    .bind(&r.etag)
     .execute(conn)
     .await
     .map(drop)

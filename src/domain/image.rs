@@ -1,9 +1,57 @@
 //! Container image references, checked against the grammar Docker and ECR accept:
-//! `[registry[:port]/]path[:tag][@algorithm:digest]`.
+//! `[registry[:port]/]path[:tag][@algorithm:digest]`. One pattern is both the check and
+//! what the API document states, so the two cannot disagree.
 
-use std::fmt;
+use std::{fmt, sync::LazyLock};
 
-const MAX_LEN: usize = 255;
+use regex::Regex;
+
+pub const MAX_LEN: usize = 255;
+
+/// A repository path component: lowercase alphanumerics joined by `.`, `_`, `__` or runs of `-`.
+macro_rules! component {
+    () => {
+        "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    };
+}
+/// A path component without `.`: a first component with a `.` or `:` names a registry.
+macro_rules! plain_component {
+    () => {
+        "[a-z0-9]+(?:(?:_|__|-+)[a-z0-9]+)*"
+    };
+}
+macro_rules! host_label {
+    () => {
+        "[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    };
+}
+
+/// An image reference (ECMA-262 syntax, which the `regex` crate reads the same way). One
+/// component alone is a repository; with more, the first is a registry (a host name with
+/// a dot, a host with a port, or `localhost`) or a component without a dot.
+pub const PATTERN: &str = concat!(
+    "^(?:",
+    component!(),
+    "|(?:",
+    host_label!(),
+    "(?:\\.",
+    host_label!(),
+    ")+(?::[0-9]{1,5})?|",
+    host_label!(),
+    ":[0-9]{1,5}|localhost|",
+    plain_component!(),
+    ")(?:/",
+    component!(),
+    ")+)(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}))?$"
+);
+
+static GRAMMAR: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(PATTERN).expect("the image reference pattern compiles"));
+
+pub const RULE: &str =
+    "an image reference `[registry[:port]/]repository[:tag][@sha256:<64 hex digits>]`: \
+    repository path components of lowercase letters and digits joined by `.`, `_`, `__` or `-`, \
+    a tag of 1-128 letters, digits, `_`, `.` or `-` not starting with `.` or `-`";
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct ImageRef(String);
@@ -16,143 +64,16 @@ impl ImageRef {
         if input.len() > MAX_LEN {
             return Err(format!("must be at most {MAX_LEN} characters"));
         }
-        let (rest, digest) = match input.split_once('@') {
-            Some((rest, digest)) => (rest, Some(digest)),
-            None => (input, None),
-        };
-        if let Some(digest) = digest {
-            check_digest(digest)?;
+        if GRAMMAR.is_match(input) {
+            Ok(Self(input.to_owned()))
+        } else {
+            Err(format!("`{input}` is not {RULE}"))
         }
-        let (name, tag) = split_tag(rest);
-        if let Some(tag) = tag {
-            check_tag(tag)?;
-        }
-        check_name(name)?;
-        Ok(Self(input.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
-
-/// A `:` after the last `/` starts the tag; one before it belongs to a registry port.
-fn split_tag(reference: &str) -> (&str, Option<&str>) {
-    let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
-    match reference[last_slash..].rfind(':') {
-        Some(i) => (
-            &reference[..last_slash + i],
-            Some(&reference[last_slash + i + 1..]),
-        ),
-        None => (reference, None),
-    }
-}
-
-fn check_digest(digest: &str) -> Result<(), String> {
-    let bad = || format!("digest `{digest}` must look like `sha256:` followed by 64 hex digits");
-    let (algorithm, hex) = digest.split_once(':').ok_or_else(bad)?;
-    let known_len = match algorithm {
-        "sha256" => 64,
-        "sha512" => 128,
-        _ => return Err(bad()),
-    };
-    if hex.len() == known_len
-        && hex
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    {
-        Ok(())
-    } else {
-        Err(bad())
-    }
-}
-
-fn check_tag(tag: &str) -> Result<(), String> {
-    let ok_first = tag
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
-    let ok_rest = tag
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-    if ok_first && ok_rest && tag.len() <= 128 {
-        Ok(())
-    } else {
-        Err(format!(
-            "tag `{tag}` must be 1-128 letters, digits, `_`, `.` or `-`, not starting with `.` or `-`"
-        ))
-    }
-}
-
-fn check_name(name: &str) -> Result<(), String> {
-    let mut parts: Vec<&str> = name.split('/').collect();
-    if parts.len() > 1 && looks_like_registry(parts[0]) {
-        check_registry(parts.remove(0))?;
-    }
-    for part in parts {
-        check_path_component(part)?;
-    }
-    Ok(())
-}
-
-fn looks_like_registry(first: &str) -> bool {
-    first.contains('.') || first.contains(':') || first == "localhost"
-}
-
-fn check_registry(registry: &str) -> Result<(), String> {
-    let (host, port) = match registry.split_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (registry, None),
-    };
-    let host_ok = !host.is_empty()
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        });
-    let port_ok =
-        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
-    if host_ok && port_ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "registry `{registry}` is not a valid host name with an optional port"
-        ))
-    }
-}
-
-/// Path components are lowercase alphanumerics joined by single `.`, `_`, `__` or runs of `-`.
-fn check_path_component(part: &str) -> Result<(), String> {
-    let bad = || {
-        format!(
-            "`{part}` is not a valid repository path component: use lowercase letters and digits, separated by `.`, `_`, `__` or `-`"
-        )
-    };
-    let bytes = part.as_bytes();
-    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
-        return Err(bad());
-    }
-    let mut i = 0;
-    while i < bytes.len() {
-        if alnum(bytes[i]) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < bytes.len() && !alnum(bytes[i]) {
-            i += 1;
-        }
-        let sep = &part[start..i];
-        let dashes = sep.bytes().all(|b| b == b'-');
-        if !(sep == "." || sep == "_" || sep == "__" || dashes) {
-            return Err(bad());
-        }
-    }
-    Ok(())
 }
 
 impl fmt::Display for ImageRef {

@@ -5,9 +5,31 @@ pub mod image;
 pub mod spec;
 pub mod state;
 pub mod tenant;
+pub mod text;
+pub mod whole;
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{
+    openapi::schema::{SchemaType, Type},
+    ToSchema,
+};
+
+/// `kind`, or `[kind, "null"]` for a member that may be sent as `null`.
+pub fn nullable_type(kind: Type, nullable: bool) -> SchemaType {
+    if nullable {
+        SchemaType::Array(vec![kind, Type::Null])
+    } else {
+        SchemaType::Type(kind)
+    }
+}
+
+/// For a merge patch's `Option<Option<T>>` members: tells one sent as `null` (`Some(None)`)
+/// from one left out (`None`, with `#[serde(default)]`).
+pub fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
 
 /// One problem with one input field, as reported in a validation problem's `errors`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

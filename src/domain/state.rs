@@ -3,6 +3,14 @@
 
 use std::fmt;
 
+use utoipa::{
+    openapi::{
+        schema::{ObjectBuilder, Type},
+        RefOr, Schema,
+    },
+    PartialSchema, ToSchema,
+};
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct StateInfo {
     pub slug: &'static str,
@@ -103,6 +111,19 @@ impl StateSlug {
             })
     }
 
+    /// Accepts exactly the spellings the API documents: the slug, or the postal code in
+    /// upper or lower case. What a person types is for [`StateSlug::parse`]; a request is
+    /// held to its contract.
+    pub fn from_api(input: &str) -> Result<Self, UnknownState> {
+        STATES
+            .iter()
+            .find(|s| accepts(s, input))
+            .map(StateSlug)
+            .ok_or_else(|| UnknownState {
+                shown: shorten(input),
+            })
+    }
+
     pub fn all() -> impl Iterator<Item = StateSlug> {
         STATES.iter().map(StateSlug)
     }
@@ -117,6 +138,44 @@ impl StateSlug {
 
     pub fn official_name(&self) -> &'static str {
         self.0.name
+    }
+}
+
+fn accepts(state: &StateInfo, input: &str) -> bool {
+    input == state.slug
+        || input == state.postal_code
+        || (input.bytes().all(|b| b.is_ascii_lowercase())
+            && input.eq_ignore_ascii_case(state.postal_code))
+}
+
+fn api_spellings(state: &StateInfo) -> [String; 3] {
+    [
+        state.slug.to_owned(),
+        state.postal_code.to_owned(),
+        state.postal_code.to_ascii_lowercase(),
+    ]
+}
+
+/// The enum of every spelling [`StateSlug::from_api`] accepts, so a client generated from
+/// the document knows the 56 names.
+impl PartialSchema for StateSlug {
+    fn schema() -> RefOr<Schema> {
+        let spellings: Vec<String> = STATES.iter().flat_map(api_spellings).collect();
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(spellings))
+            .description(Some(
+                "A US state, DC or inhabited territory: its slug (`new-york`) or its two-letter \
+                 postal code in upper or lower case (`NY`, `ny`). Answers always use the slug.",
+            ))
+            .examples(["new-york"])
+            .into()
+    }
+}
+
+impl ToSchema for StateSlug {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "StateName".into()
     }
 }
 
@@ -178,6 +237,28 @@ mod tests {
             StateSlug::parse("dc").unwrap().as_str(),
             "district-of-columbia"
         );
+    }
+
+    #[test]
+    fn the_api_takes_slugs_and_postal_codes_exactly_as_documented() {
+        assert_eq!(
+            StateSlug::from_api("new-york").unwrap().as_str(),
+            "new-york"
+        );
+        assert_eq!(StateSlug::from_api("NY").unwrap().as_str(), "new-york");
+        assert_eq!(
+            StateSlug::from_api("dc").unwrap().as_str(),
+            "district-of-columbia"
+        );
+        for loose in ["New-York", " ohio", "ohio ", "Ny", "OHIO"] {
+            assert!(StateSlug::from_api(loose).is_err(), "{loose:?}");
+        }
+        let schema = serde_json::to_value(StateSlug::schema()).unwrap();
+        let spellings = schema["enum"].as_array().unwrap();
+        assert_eq!(spellings.len(), 3 * 56);
+        for spelling in spellings {
+            assert!(StateSlug::from_api(spelling.as_str().unwrap()).is_ok());
+        }
     }
 
     #[test]

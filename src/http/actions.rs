@@ -1,25 +1,26 @@
 //! Operator actions on a tenant that are not changes to its desired state: ask for a pass
 //! now, or pause the worker while the tenant is repaired by hand.
 
-use axum::{
-    body::Bytes,
-    extract::State,
-    http::{header, HeaderMap, StatusCode},
-    response::Response,
-};
-use serde::{de::DeserializeOwned, Deserialize};
+use axum::{extract::State, http::StatusCode, response::Response};
+use serde::Deserialize;
 use serde_json::json;
-use utoipa::ToSchema;
+use utoipa::{
+    openapi::{RefOr, Schema},
+    ToSchema,
+};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     auth::AdminCaller,
     error::{ApiError, ApiResult, Problem},
-    extract::TenantName,
-    tenants::{commit_change, lock_live, plain_text, tenant_response},
+    extract::{Body, OptionalJson, TenantName},
+    tenants::{commit_change, lock_live, tenant_response},
     AppState,
 };
-use crate::{db, domain::tenant::Tenant};
+use crate::{
+    db,
+    domain::{tenant::Tenant, text},
+};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -34,9 +35,18 @@ const MAX_REASON: usize = 500;
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PauseTenant {
-    /// Shown on the tenant and in its history (at most 500 characters).
-    #[schema(example = "restoring the table from a backup by hand, ticket OPS-1234")]
+    /// Shown on the tenant and in its history: at most 500 characters, no control
+    /// characters. One that is only white space is no reason.
+    #[schema(schema_with = reason_schema, example = "restoring the table from a backup by hand, ticket OPS-1234")]
     reason: Option<String>,
+}
+
+impl Body for PauseTenant {
+    const OBJECT_MEMBERS: Option<&'static [&'static str]> = Some(&[]);
+}
+
+fn reason_schema() -> impl Into<RefOr<Schema>> {
+    text::schema(MAX_REASON, false, true)
 }
 
 /// Ask for an immediate reconcile.
@@ -47,14 +57,14 @@ pub struct PauseTenant {
 #[utoipa::path(
     post, path = "/v1/tenants/{name}/reconcile", tag = "tenants",
     security(("bearer" = [])),
-    params(("name" = String, Path, description = "Slug or postal code", example = "new-york")),
+    params(TenantName),
     responses(
-        (status = 202, description = "A pass is due now", body = Tenant, headers(("Location" = String))),
+        (status = 202, description = "A pass is due now", body = Tenant, headers(("Location" = String), ("ETag" = String))),
         (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A viewer key", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The tenant is paused", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a state's name", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn reconcile_tenant(
@@ -91,34 +101,38 @@ async fn reconcile_tenant(
 #[utoipa::path(
     post, path = "/v1/tenants/{name}/pause", tag = "tenants",
     security(("bearer" = [])),
-    params(("name" = String, Path, description = "Slug or postal code", example = "new-york")),
-    request_body(content = Option<PauseTenant>, description = "Optional reason"),
+    params(TenantName),
+    request_body(content = Option<PauseTenant>, description = "Optional: no body, `null`, or a reason"),
     responses(
-        (status = 200, description = "Paused", body = Tenant),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Paused", body = Tenant, headers(("ETag" = String))),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A viewer key", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "A body that is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a state's name, or a reason that breaks its rule (named in `errors`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn pause_tenant(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
     TenantName(name): TenantName,
-    headers: HeaderMap,
-    body: Bytes,
+    OptionalJson(body): OptionalJson<PauseTenant>,
 ) -> ApiResult<Response> {
-    let reason = optional_body::<PauseTenant>(&headers, &body)?
-        .and_then(|b| b.reason)
-        .map(|r| r.trim().to_owned())
-        .filter(|r| !r.is_empty());
-    if reason.as_ref().is_some_and(|r| !plain_text(r, MAX_REASON)) {
+    let reason = body.and_then(|b| b.reason);
+    if reason
+        .as_ref()
+        .is_some_and(|r| !text::is_plain(r, MAX_REASON))
+    {
         return Err(ApiError::invalid(
             "reason",
             format!("at most {MAX_REASON} characters, without control characters"),
         ));
     }
+    let reason = reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
     let mut tx = state.pool.begin().await?;
     let current = lock_live(&mut tx, name).await?;
     let Some(paused) = db::tenants::pause(&mut tx, current.id, reason.as_deref()).await? else {
@@ -145,13 +159,13 @@ async fn pause_tenant(
 #[utoipa::path(
     post, path = "/v1/tenants/{name}/resume", tag = "tenants",
     security(("bearer" = [])),
-    params(("name" = String, Path, description = "Slug or postal code", example = "new-york")),
+    params(TenantName),
     responses(
-        (status = 200, description = "Resumed (or was not paused)", body = Tenant),
+        (status = 200, description = "Resumed (or was not paused)", body = Tenant, headers(("ETag" = String))),
         (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A viewer key", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a state's name", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn resume_tenant(
@@ -167,28 +181,4 @@ async fn resume_tenant(
     let message = format!("resumed by key {}", caller.key_name);
     commit_change(tx, &resumed, &caller, "tenant.resumed", message, json!({})).await?;
     Ok(tenant_response(StatusCode::OK, &resumed, false))
-}
-
-/// A JSON body that may be left out entirely; when sent, it is checked like any other.
-fn optional_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> ApiResult<Option<T>> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
-        return Err(ApiError::UnsupportedMediaType(
-            "send the body as JSON with `Content-Type: application/json`".into(),
-        ));
-    }
-    serde_json::from_slice(body).map(Some).map_err(|e| {
-        if e.is_syntax() || e.is_eof() {
-            ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
-        } else {
-            ApiError::invalid("body", e.to_string())
-        }
-    })
 }

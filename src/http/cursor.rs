@@ -20,8 +20,9 @@ pub fn decode(cursor: &str) -> Result<String, ApiError> {
 }
 
 pub fn invalid() -> ApiError {
-    ApiError::BadRequest(
-        "`cursor` is not one this API issued; pass `next_cursor` from the previous page".into(),
+    ApiError::invalid_parameter(
+        "cursor",
+        "not one this API issued; pass `next_cursor` from the previous page",
     )
 }
 
@@ -29,8 +30,9 @@ pub fn invalid() -> ApiError {
 pub fn limit(requested: Option<u32>) -> Result<i64, ApiError> {
     match requested.unwrap_or(DEFAULT_LIMIT) {
         n @ 1..=MAX_LIMIT => Ok(i64::from(n)),
-        n => Err(ApiError::BadRequest(format!(
-            "`limit` must be between 1 and {MAX_LIMIT}, not {n}"
-        ))),
+        n => Err(ApiError::invalid_parameter(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}, not {n}"),
+        )),
     }
 }

@@ -25,7 +25,9 @@ pub struct Problem {
     #[schema(example = 422)]
     pub status: u16,
     pub detail: String,
-    /// Per-field problems, for validation errors.
+    /// What was wrong with which part of the request: a body member by its dotted path
+    /// (`spec.cpu`), a path, query or header parameter by its name (`name`, `limit`,
+    /// `Idempotency-Key`). Present on every 422 and on a 400 about one parameter.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
 }
@@ -45,6 +47,9 @@ pub enum ApiError {
     NoCapacity(String),
     #[error("{0}")]
     BadRequest(String),
+    /// A query parameter or header that breaks its documented rule.
+    #[error("{}: {}", .0.field, .0.message)]
+    InvalidParameter(FieldError),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -59,6 +64,10 @@ pub enum ApiError {
     PreconditionRequired(String),
     #[error("{0}")]
     PreconditionFailed(String),
+    /// Every database connection is busy and the request waited its turn in vain: the
+    /// database is fine, the client should come back shortly.
+    #[error("{0}")]
+    TooBusy(String),
     #[error("the database is unavailable")]
     Unavailable(#[source] sqlx::Error),
     #[error(transparent)]
@@ -69,6 +78,11 @@ impl ApiError {
     /// A validation error about a single field.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
         Self::Validation(ValidationErrors(vec![FieldError::new(field, message)]))
+    }
+
+    /// A 400 about one query parameter or header.
+    pub fn invalid_parameter(name: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::InvalidParameter(FieldError::new(name, message))
     }
 
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
@@ -87,7 +101,9 @@ impl ApiError {
             NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
             NoCapacity(_) => (StatusCode::CONFLICT, "no-capacity", "No cell has room"),
-            BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Malformed request"),
+            BadRequest(_) | InvalidParameter(_) => {
+                (StatusCode::BAD_REQUEST, "bad-request", "Malformed request")
+            }
             UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
@@ -122,6 +138,11 @@ impl ApiError {
                 StatusCode::PRECONDITION_FAILED,
                 "precondition-failed",
                 "Stale ETag",
+            ),
+            TooBusy(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-busy",
+                "Too busy: retry shortly",
             ),
             Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -177,6 +198,7 @@ impl IntoResponse for ApiError {
             detail: self.detail(),
             errors: match self {
                 ApiError::Validation(errors) => errors.0,
+                ApiError::InvalidParameter(error) => vec![error],
                 _ => Vec::new(),
             },
         };
@@ -192,6 +214,9 @@ impl IntoResponse for ApiError {
             }
             StatusCode::SERVICE_UNAVAILABLE => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

@@ -1,10 +1,13 @@
 //! The REST API: routes, shared state and the layers every request passes through.
 
 mod actions;
+pub mod admission;
 mod auth;
+mod create;
 mod cursor;
 pub mod error;
 mod extract;
+mod headers;
 mod health;
 pub mod openapi;
 pub mod tenants;
@@ -33,6 +36,7 @@ use crate::{
     domain::spec::{SpecDoc, SpecLimits},
     metrics::Metrics,
 };
+use admission::Admission;
 use error::ApiError;
 
 /// Bodies larger than this are refused with a 413 before they are parsed.
@@ -57,22 +61,31 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// SHA-256 of `STATEHOUSE_BOOTSTRAP_ADMIN_TOKEN`, when set.
     pub bootstrap_token_hash: Option<[u8; 32]>,
+    pub admission: Admission,
 }
 
 pub fn router(state: AppState) -> Router {
-    let (routes, api) = openapi::router().split_for_parts();
+    let (routes, _) = openapi::router().split_for_parts();
+    let api = openapi::document_for(state.settings.spec_limits);
     let docs = SwaggerUi::new("/docs")
         .url("/openapi.json", api)
         .config(SwaggerConfig::default().persist_authorization(true));
+    with_middleware(routes.merge(docs), state)
+}
+
+/// What every route passes through, outermost last: a request id, a trace span, the
+/// metrics (which see every answer, a panic's 500 included), the panic guard, the body
+/// limit, and admission to the database.
+pub fn with_middleware(routes: Router<AppState>, state: AppState) -> Router {
     routes
-        .merge(docs)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), track_request))
+        .layer(middleware::from_fn_with_state(state.clone(), admission::admit))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal(anyhow::anyhow!("request handler panicked")).into_response()
         }))
+        .layer(middleware::from_fn_with_state(state.clone(), track_request))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http()

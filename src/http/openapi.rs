@@ -1,19 +1,33 @@
-//! The OpenAPI description, assembled from each area's routes.
+//! The OpenAPI description, assembled from each area's routes. It states every rule the
+//! server enforces that OpenAPI 3.1 can express: the schemas come from the types in
+//! `domain/` that do the checking, and the answers every `/v1` operation can give besides
+//! its own are added here, once.
 
 use utoipa::{
-    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+    openapi::{
+        content::Content,
+        header::Header,
+        path::Operation,
+        response::{Response, ResponseBuilder},
+        schema::{ObjectBuilder, Ref, Type},
+        security::{Http, HttpAuthScheme, SecurityScheme},
+    },
     Modify, OpenApi,
 };
 use utoipa_axum::router::OpenApiRouter;
 
 use super::{actions, health, tenants, AppState};
+use crate::domain::spec::{SpecInput, SpecLimits, SpecPatch};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "statehouse",
         description = "Gives every US state its own isolated copy of the application on AWS. \
-            Every `/v1` call needs `Authorization: Bearer <key>`; errors are RFC 9457 problems.",
+            Every `/v1` call needs `Authorization: Bearer <key>`; errors are RFC 9457 problems \
+            (`application/problem+json`) whose `errors` name the member or parameter at fault. \
+            Any `/v1` call may also answer 429 (every database connection busy; retry after \
+            `Retry-After` seconds) or 503 (the database cannot be reached).",
         license(name = "Apache-2.0"),
     ),
     modifiers(&BearerAuth),
@@ -35,6 +49,70 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The answers any `/v1` operation can give, whatever it does; applied once every route
+/// is merged in.
+struct SharedAnswers;
+
+impl Modify for SharedAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let shared = [
+            (
+                "429",
+                "Every database connection stayed busy while the request waited its turn; retry after `Retry-After` seconds",
+            ),
+            (
+                "503",
+                "The database cannot be reached; retry after `Retry-After` seconds",
+            ),
+        ];
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            for operation in operations(item) {
+                for (status, description) in shared {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| retry_later(description).into());
+                }
+            }
+        }
+    }
+}
+
+fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.options.as_mut(),
+        item.head.as_mut(),
+        item.patch.as_mut(),
+        item.trace.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+fn retry_later(description: &str) -> Response {
+    let seconds = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1));
+    let mut retry_after = Header::new(seconds);
+    retry_after.description = Some("Seconds to wait before retrying".into());
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            super::error::PROBLEM_JSON,
+            Content::new(Some(Ref::from_schema_name("Problem"))),
+        )
+        .header("Retry-After", retry_after)
+        .build()
+}
+
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(tenants::router())
@@ -42,7 +120,23 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .merge(health::router())
 }
 
-/// The document served at `/openapi.json` and committed as `openapi/openapi.json`.
+/// The document for the default configuration, committed as `openapi/openapi.json`.
 pub fn document() -> utoipa::openapi::OpenApi {
-    router().into_openapi()
+    document_for(SpecLimits::default())
+}
+
+/// The document a server configured with `limits` serves at `/openapi.json`: its bounds on
+/// task counts are the configured cap.
+pub fn document_for(limits: SpecLimits) -> utoipa::openapi::OpenApi {
+    let mut doc = router().into_openapi();
+    SharedAnswers.modify(&mut doc);
+    if let Some(components) = doc.components.as_mut() {
+        components
+            .schemas
+            .insert("SpecInput".into(), SpecInput::schema_for(limits).into());
+        components
+            .schemas
+            .insert("SpecPatch".into(), SpecPatch::schema_for(limits).into());
+    }
+    doc
 }

@@ -62,7 +62,7 @@ async fn a_body_over_the_cap_is_413(pool: PgPool) {
 }
 
 #[sqlx::test]
-async fn bad_query_parameters_and_cursors_are_400(pool: PgPool) {
+async fn bad_query_parameters_and_cursors_are_400_naming_the_parameter(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     app.create_ok("ohio").await;
     for query in [
@@ -79,7 +79,9 @@ async fn bad_query_parameters_and_cursors_are_400(pool: PgPool) {
     ] {
         let response = app.get(&format!("/v1/tenants?{query}")).await;
         assert_eq!(response.status(), 400, "{query}");
-        problem(response, 400, "bad-request").await;
+        let p = problem(response, 400, "bad-request").await;
+        let named = query.split('=').next().unwrap();
+        assert_eq!(p["errors"][0]["field"], named, "{query}");
     }
     for query in ["limit=0", "cursor=bm9wZQ", "cursor=!!"] {
         problem(
@@ -99,41 +101,83 @@ async fn absurd_path_names_are_clear_errors_never_500(pool: PgPool) {
     let names = [
         "narnia",
         "CAL",
+        "New-York",
+        "%20ohio",
         "new%20york",
         "%00",
         "..%2F..%2Fetc%2Fpasswd",
         "%F0%9F%A6%80",
+        "%FF%FE",
+        "ohio%C0",
         "'%3B%20DROP%20TABLE%20tenants%3B--",
         long.as_str(),
     ];
     for name in names {
-        for method in [Method::GET, Method::PATCH, Method::DELETE] {
+        for (method, path) in [
+            (Method::GET, format!("/v1/tenants/{name}")),
+            (Method::PATCH, format!("/v1/tenants/{name}")),
+            (Method::DELETE, format!("/v1/tenants/{name}")),
+            (Method::GET, format!("/v1/tenants/{name}/events")),
+            (Method::POST, format!("/v1/tenants/{name}/reconcile")),
+        ] {
             let response = app
-                .admin(method.clone(), &format!("/v1/tenants/{name}"))
+                .admin(method.clone(), &path)
                 .header(header::IF_MATCH, "*")
                 .json(&json!({}))
                 .send()
                 .await
                 .unwrap();
-            let status = response.status().as_u16();
+            let body = problem(response, 422, "validation").await;
+            assert_eq!(body["errors"][0]["field"], "name", "{method} {path}");
             assert!(
-                matches!(status, 400 | 404 | 422),
-                "{method} {name}: {status}"
+                body["detail"].as_str().unwrap().len() < 400,
+                "the detail stays short"
             );
-            let kind = match status {
-                400 => "bad-request",
-                404 => "not-found",
-                _ => "validation",
-            };
-            let body = problem(response, status, kind).await;
-            if status == 422 {
-                assert!(
-                    body["detail"].as_str().unwrap().len() < 400,
-                    "the detail stays short"
-                );
-            }
         }
     }
+}
+
+#[sqlx::test]
+async fn a_type_error_in_a_body_names_the_member_at_fault(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    for (body, field) in [
+        (json!({"name": "ohio", "spec": {"cpu": "lots"}}), "spec.cpu"),
+        (json!({"name": "ohio", "spec": {"cpu": -256}}), "spec.cpu"),
+        (
+            json!({"name": "ohio", "spec": {"desired_count": 1e40}}),
+            "spec.desired_count",
+        ),
+        (
+            json!({"name": "ohio", "spec": {"env": {"A": 1}}}),
+            "spec.env.A",
+        ),
+        (
+            json!({"name": "ohio", "spec": {"replicas": 2}}),
+            "spec.replicas",
+        ),
+        (json!({"name": "ohio", "spec": ["humangov/app:1"]}), "spec"),
+        (json!({"name": "ohio", "owner": "me"}), "owner"),
+        (json!({"name": 42}), "name"),
+        (json!({"display_name": "Ohio"}), "name"),
+        (json!(["ohio", null, null]), "body"),
+    ] {
+        let p = problem(app.create(body.clone()).await, 422, "validation").await;
+        assert_eq!(p["errors"][0]["field"], field, "{body}");
+    }
+}
+
+#[sqlx::test]
+async fn integers_written_with_a_zero_fraction_are_integers(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let created = app
+        .create(json!({"name": "ohio", "spec": {"cpu": 512.0, "memory": 1024, "max_count": 4.0}}))
+        .await;
+    assert_eq!(created.status(), 202);
+    let t: Value = created.json().await.unwrap();
+    assert_eq!(
+        (t["spec"]["cpu"].clone(), t["spec"]["max_count"].clone()),
+        (json!(512), json!(4))
+    );
 }
 
 #[sqlx::test]
@@ -158,7 +202,8 @@ async fn bad_idempotency_keys_are_400(pool: PgPool) {
             .admin(Method::POST, "/v1/tenants")
             .header("Idempotency-Key", key)
             .json(&json!({"name": "ohio"}));
-        problem(response.send().await.unwrap(), 400, "bad-request").await;
+        let p = problem(response.send().await.unwrap(), 400, "bad-request").await;
+        assert_eq!(p["errors"][0]["field"], "Idempotency-Key");
     }
     let listing: Value = app.get("/v1/tenants").await.json().await.unwrap();
     assert_eq!(listing["items"], json!([]));

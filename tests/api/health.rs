@@ -94,3 +94,27 @@ async fn every_response_carries_a_request_id_and_a_given_one_is_kept(pool: PgPoo
         .unwrap();
     assert_eq!(header_value(&given, "x-request-id"), "trace-me-42");
 }
+
+#[sqlx::test]
+async fn a_panic_is_a_500_problem_and_is_counted(pool: PgPool) {
+    async fn boom() -> &'static str {
+        panic!("a handler bug")
+    }
+    let app = TestApp::spawn_router(
+        pool,
+        |state| {
+            statehouse::http::with_middleware(
+                axum::Router::new().route("/boom", axum::routing::get(boom)),
+                state,
+            )
+        },
+        crate::helpers::settings(),
+        statehouse::http::admission::DEFAULT_QUEUE_TIMEOUT,
+    )
+    .await;
+    let response = app.client.get(app.url("/boom")).send().await.unwrap();
+    crate::helpers::problem(response, 500, "internal").await;
+    let rendered = app.metrics.render();
+    let line = r#"statehouse_http_requests_total{method="GET",route="/boom",status="500"} 1"#;
+    assert!(rendered.contains(line), "missing `{line}` in:\n{rendered}");
+}

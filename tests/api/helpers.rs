@@ -1,5 +1,6 @@
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
+use axum::Router;
 use reqwest::{header, Method, RequestBuilder, Response};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -7,7 +8,11 @@ use statehouse::{
     auth::{generate_token, hash_token, Role},
     db::{self, cells::CellCapacity},
     domain::spec::{SpecDoc, SpecLimits},
-    http::{self, ApiSettings, AppState},
+    http::{
+        self,
+        admission::{Admission, DEFAULT_QUEUE_TIMEOUT},
+        ApiSettings, AppState,
+    },
     metrics::Metrics,
 };
 use tokio::{net::TcpListener, sync::oneshot};
@@ -22,6 +27,7 @@ pub struct TestApp {
     pub pool: PgPool,
     pub admin: String,
     pub viewer: String,
+    pub metrics: Arc<Metrics>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -53,12 +59,30 @@ impl TestApp {
     }
 
     pub async fn spawn_with(pool: PgPool, settings: ApiSettings) -> Self {
+        Self::spawn_router(pool, http::router, settings, DEFAULT_QUEUE_TIMEOUT).await
+    }
+
+    /// The API with `queue_timeout` for admission to the database.
+    pub async fn spawn_queueing(pool: PgPool, queue_timeout: Duration) -> Self {
+        Self::spawn_router(pool, http::router, settings(), queue_timeout).await
+    }
+
+    /// Serves what `router` makes of the app's state (the API, or other routes behind the
+    /// same middleware).
+    pub async fn spawn_router(
+        pool: PgPool,
+        router: impl FnOnce(AppState) -> Router,
+        settings: ApiSettings,
+        queue_timeout: Duration,
+    ) -> Self {
         let admin = Self::create_key(&pool, "ops", Role::Admin).await;
         let viewer = Self::create_key(&pool, "auditor", Role::Viewer).await;
+        let metrics = Arc::new(Metrics::default());
         let state = AppState {
+            admission: Admission::new(&pool, queue_timeout),
             pool: pool.clone(),
             settings: Arc::new(settings),
-            metrics: Arc::new(Metrics::default()),
+            metrics: metrics.clone(),
             bootstrap_token_hash: Some(hash_token(BOOTSTRAP_TOKEN)),
         };
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -66,15 +90,21 @@ impl TestApp {
             .expect("bind a loopback port");
         let base = format!("http://{}", listener.local_addr().expect("local address"));
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(http::serve(listener, state, async {
-            let _ = stopped.await;
-        }));
+        let app = router(state);
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
         Self {
             base,
             client: reqwest::Client::new(),
             pool,
             admin,
             viewer,
+            metrics,
             _stop: stop,
         }
     }

@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod contract;
 mod errors;
 mod health;
 mod helpers;

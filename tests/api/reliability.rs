@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use statehouse::db::cells::CellCapacity;
 
-use crate::helpers::{problem, settings, TestApp};
+use crate::helpers::{header_value, problem, settings, TestApp};
 
 async fn claimable(pool: &PgPool, name: &str) -> bool {
     // What the worker's claim would take: due, unleased and not paused.
@@ -127,6 +127,12 @@ async fn bad_pause_requests_get_clear_problems(pool: PgPool) {
         .await
         .unwrap();
     problem(text, 415, "unsupported-media-type").await;
+    let null = app.post("/v1/tenants/iowa/pause", Some(json!(null))).await;
+    assert_eq!(
+        null.status(),
+        200,
+        "a null body is no reason, as the document allows"
+    );
     let missing = app.post("/v1/tenants/utah/resume", None).await;
     problem(missing, 404, "not-found").await;
 }
@@ -211,4 +217,103 @@ async fn concurrent_creates_never_overfill_a_cell(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(live, 3);
+}
+
+#[sqlx::test]
+async fn a_burst_of_creates_fills_a_cell_exactly_and_no_more(pool: PgPool) {
+    let mut s = settings();
+    s.cells = vec![CellCapacity {
+        name: "cell-1".into(),
+        capacity: 20,
+    }];
+    let app = std::sync::Arc::new(TestApp::spawn_with(pool.clone(), s).await);
+    let creates = statehouse::domain::state::StateSlug::all().map(|state| {
+        let app = app.clone();
+        tokio::spawn(async move { app.create(json!({ "name": state.as_str() })).await })
+    });
+    let mut statuses = Vec::new();
+    for create in futures::future::join_all(creates).await {
+        let response = create.unwrap();
+        let status = response.status().as_u16();
+        if status == 409 {
+            problem(response, 409, "no-capacity").await;
+        }
+        statuses.push(status);
+    }
+    let count = |s: u16| statuses.iter().filter(|x| **x == s).count();
+    assert_eq!((count(202), count(409)), (20, 36), "{statuses:?}");
+    let live: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM tenants WHERE status <> 'deleted' AND cell = 'cell-1'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(live, 20);
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM tenant_events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(events, 20, "a refused create leaves no trace");
+}
+
+/// Until a backend of `pool`'s database waits for a lock.
+async fn someone_waits_for_a_lock(pool: &PgPool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE NOT l.granted AND a.datname = current_database()",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing ever waited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[sqlx::test]
+async fn a_request_that_waits_too_long_for_a_connection_is_told_to_come_back(pool: PgPool) {
+    // One connection for the API, busy with a PATCH that waits on a row lock held here.
+    let one = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .unwrap();
+    let app = std::sync::Arc::new(
+        TestApp::spawn_queueing(one, std::time::Duration::from_millis(300)).await,
+    );
+    app.create_ok("ohio").await;
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM tenants WHERE name = 'ohio' FOR UPDATE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let slow = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            app.patch("ohio", Some("*"), json!({"display_name": "Ohio DoE"}))
+                .await
+                .status()
+        })
+    };
+    someone_waits_for_a_lock(&pool).await;
+
+    let busy = app.get("/v1/tenants").await;
+    assert_eq!(header_value(&busy, "retry-after"), "1");
+    problem(busy, 429, "too-busy").await;
+
+    holder.rollback().await.unwrap();
+    assert_eq!(
+        slow.await.unwrap(),
+        200,
+        "the request that had its turn completes"
+    );
+    assert_eq!(app.get("/v1/tenants").await.status(), 200);
 }

@@ -108,6 +108,7 @@ async fn an_idempotency_key_replays_the_first_response_and_creates_nothing_more(
         .await
         .unwrap();
     assert_eq!(first.status(), 202);
+    let first_etag = header_value(&first, "etag");
     let first_body: Value = first.json().await.unwrap();
     // Same body, keys in another order: still the same request.
     let again = send(json!({ "display_name": "Iowa DoE", "name": "iowa" }))
@@ -116,6 +117,11 @@ async fn an_idempotency_key_replays_the_first_response_and_creates_nothing_more(
     assert_eq!(again.status(), 202);
     assert_eq!(header_value(&again, "idempotent-replayed"), "true");
     assert_eq!(header_value(&again, "location"), "/v1/tenants/iowa");
+    assert_eq!(
+        header_value(&again, "etag"),
+        first_etag,
+        "a replay carries the first answer's ETag"
+    );
     assert_eq!(again.json::<Value>().await.unwrap(), first_body);
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM tenant_events")
         .fetch_one(&pool)
@@ -424,6 +430,118 @@ async fn an_invalid_patch_changes_nothing_and_says_what_is_wrong(pool: PgPool) {
     )
     .await;
     assert_eq!(app.etag("arizona").await, tag, "nothing changed");
+}
+
+#[sqlx::test]
+async fn what_is_wrong_with_a_patch_body_is_said_before_its_preconditions(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.create_ok("arizona").await;
+    let stale = "\"not-the-current-tag\"";
+    for (body, field) in [
+        (json!({"spec": {"memory": true}}), "spec.memory"),
+        (json!({"spec": {"env": {"A": 5}}}), "spec.env.A"),
+        (json!({"spec": {"cpu": 300}}), "spec.cpu"),
+        (
+            json!({"spec": {"app_image": "Not An Image"}}),
+            "spec.app_image",
+        ),
+        (json!({"spec": {"max_count": 11}}), "spec.max_count"),
+        (
+            json!({"spec": {"env": {"US_STATE": "x"}}}),
+            "spec.env.US_STATE",
+        ),
+        (json!({"display_name": " "}), "display_name"),
+    ] {
+        for etag in [Some(stale), None] {
+            let p = problem(
+                app.patch("arizona", etag, body.clone()).await,
+                422,
+                "validation",
+            )
+            .await;
+            assert_eq!(
+                p["errors"][0]["field"], field,
+                "{body} with If-Match {etag:?}"
+            );
+        }
+        let p = problem(
+            app.patch("nevada", Some(stale), body.clone()).await,
+            422,
+            "validation",
+        )
+        .await;
+        assert_eq!(
+            p["errors"][0]["field"], field,
+            "before the tenant is looked up"
+        );
+    }
+    // A rule between members needs the current spec, so it comes after the preconditions.
+    let cross = json!({"spec": {"memory": 8192}});
+    problem(
+        app.patch("arizona", Some(stale), cross.clone()).await,
+        412,
+        "precondition-failed",
+    )
+    .await;
+    let tag = app.etag("arizona").await;
+    let p = problem(
+        app.patch("arizona", Some(&tag), cross).await,
+        422,
+        "validation",
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "spec.memory");
+}
+
+#[sqlx::test]
+async fn a_merge_patch_of_the_environment_sets_and_removes_single_variables(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.create(json!({"name": "oregon", "spec": {"env": {"A": "1", "B": "2"}}}))
+        .await;
+    let tag = app.etag("oregon").await;
+    let patched: Value = app
+        .patch(
+            "oregon",
+            Some(&tag),
+            json!({"spec": {"env": {"A": null, "C": "3"}}}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(patched["spec"]["env"], json!({"B": "2", "C": "3"}));
+}
+
+#[sqlx::test]
+async fn display_names_are_plain_text_and_stored_trimmed(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    for bad in [
+        "",
+        "   ",
+        "\u{3000}",
+        "two\nlines",
+        "tab\there",
+        "NYSED\n",
+        &"x".repeat(101),
+    ] {
+        let p = problem(
+            app.create(json!({"name": "ohio", "display_name": bad}))
+                .await,
+            422,
+            "validation",
+        )
+        .await;
+        assert_eq!(p["errors"][0]["field"], "display_name", "{bad:?}");
+    }
+    let padded = format!(" {} ", "y".repeat(98));
+    let t = app
+        .create(json!({"name": "ohio", "display_name": padded}))
+        .await;
+    assert_eq!(t.status(), 202);
+    assert_eq!(
+        t.json::<Value>().await.unwrap()["display_name"],
+        "y".repeat(98)
+    );
 }
 
 #[sqlx::test]

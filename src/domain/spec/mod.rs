@@ -1,13 +1,19 @@
 //! A tenant's desired application spec. [`TenantSpec`] can only hold values Fargate and
-//! ECS accept; [`SpecDoc`] is its wire and storage form, and [`SpecInput`] what a client
-//! may send (every field optional, missing ones come from configured defaults).
+//! ECS accept; [`SpecDoc`] is its wire and storage form, [`SpecInput`] what a client
+//! may send (every field optional, missing ones come from configured defaults), and
+//! [`SpecPatch`] a merge patch of it. Their OpenAPI schemas come from `schema`, built
+//! from the same tables and limits as the checks here.
+
+mod patch;
+mod schema;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
-use super::{image::ImageRef, ValidationErrors};
+use super::{image::ImageRef, whole, ValidationErrors};
+
+pub use patch::SpecPatch;
 
 /// Variable names the platform sets itself; a spec may not override them.
 pub const RESERVED_ENV: [&str; 4] = ["AWS_BUCKET", "AWS_DYNAMODB_TABLE", "AWS_REGION", "US_STATE"];
@@ -15,43 +21,41 @@ pub const MAX_ENV_VARS: usize = 50;
 pub const MAX_ENV_NAME_LEN: usize = 128;
 pub const MAX_ENV_VALUE_LEN: usize = 4096;
 pub const MAX_ENV_TOTAL_BYTES: usize = 32 * 1024;
+/// No configuration may allow more tasks than ECS runs in one service (its tasks-per-service
+/// quota), so the document's bound on counts is always one the server can keep.
+pub const MAX_TASK_COUNT_CEILING: u32 = 5000;
+/// The task CPU sizes Fargate offers, in CPU units.
+pub const FARGATE_CPUS: [u32; 7] = [256, 512, 1024, 2048, 4096, 8192, 16384];
 
 /// The application spec as it travels in JSON and is stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpecDoc {
-    /// Image of the `app` container (listens on port 8000).
-    #[schema(example = "humangov/app:1.4.0")]
     pub app_image: String,
-    /// Image of the `nginx` container (listens on port 80 and proxies to `app`).
-    #[schema(example = "nginx:1.27-alpine")]
     pub nginx_image: String,
-    /// Task CPU units; with `memory`, one of the pairs Fargate accepts.
-    #[schema(example = 256)]
     pub cpu: u32,
-    /// Task memory in MiB.
-    #[schema(example = 512)]
     pub memory: u32,
-    #[schema(example = 1)]
     pub desired_count: u32,
-    #[schema(example = 1)]
     pub min_count: u32,
-    #[schema(example = 4)]
     pub max_count: u32,
-    /// Extra environment for the `app` container.
     pub env: BTreeMap<String, String>,
 }
 
 /// A spec as a client sends it: any field left out takes its configured default.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpecInput {
     pub app_image: Option<String>,
     pub nginx_image: Option<String>,
+    #[serde(default, deserialize_with = "whole::optional")]
     pub cpu: Option<u32>,
+    #[serde(default, deserialize_with = "whole::optional")]
     pub memory: Option<u32>,
+    #[serde(default, deserialize_with = "whole::optional")]
     pub desired_count: Option<u32>,
+    #[serde(default, deserialize_with = "whole::optional")]
     pub min_count: Option<u32>,
+    #[serde(default, deserialize_with = "whole::optional")]
     pub max_count: Option<u32>,
     pub env: Option<BTreeMap<String, String>>,
 }
@@ -73,9 +77,16 @@ impl SpecInput {
 }
 
 /// Operator policy that bounds every spec.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpecLimits {
+    /// At most [`MAX_TASK_COUNT_CEILING`].
     pub max_task_count: u32,
+}
+
+impl Default for SpecLimits {
+    fn default() -> Self {
+        Self { max_task_count: 10 }
+    }
 }
 
 /// A cpu/memory pair that Fargate accepts.
@@ -88,9 +99,7 @@ pub struct TaskSize {
 impl TaskSize {
     pub fn new(cpu: u32, memory: u32) -> Result<Self, String> {
         let allowed = fargate_memory_for(cpu).ok_or_else(|| {
-            format!(
-                "cpu {cpu} is not a Fargate size: use 256, 512, 1024, 2048, 4096, 8192 or 16384"
-            )
+            format!("cpu {cpu} is not a Fargate size: use one of {FARGATE_CPUS:?}")
         })?;
         if allowed.contains(&memory) {
             Ok(Self { cpu, memory })
@@ -113,7 +122,7 @@ impl TaskSize {
     }
 }
 
-/// The memory sizes (MiB) Fargate offers for each cpu size.
+/// The memory sizes (MiB) Fargate offers for each size in [`FARGATE_CPUS`].
 fn fargate_memory_for(cpu: u32) -> Option<Vec<u32>> {
     let steps = |from: u32, to: u32, step: u32| (from..=to).step_by(step as usize).collect();
     match cpu {
@@ -159,12 +168,7 @@ impl EnvVars {
 }
 
 fn check_env(env: &BTreeMap<String, String>, errors: &mut ValidationErrors) {
-    if env.len() > MAX_ENV_VARS {
-        errors.push(
-            "spec.env",
-            format!("at most {MAX_ENV_VARS} variables are allowed"),
-        );
-    }
+    check_env_len(env.len(), errors);
     let total: usize = env.iter().map(|(k, v)| k.len() + v.len()).sum();
     if total > MAX_ENV_TOTAL_BYTES {
         errors.push(
@@ -173,22 +177,56 @@ fn check_env(env: &BTreeMap<String, String>, errors: &mut ValidationErrors) {
         );
     }
     for (name, value) in env {
-        let field = format!(
-            "spec.env.{}",
-            name.chars().take(MAX_ENV_NAME_LEN).collect::<String>()
+        check_env_var(name, Some(value), errors);
+    }
+}
+
+fn check_env_len(len: usize, errors: &mut ValidationErrors) {
+    if len > MAX_ENV_VARS {
+        errors.push(
+            "spec.env",
+            format!("at most {MAX_ENV_VARS} variables are allowed"),
         );
-        if let Err(message) = check_env_name(name) {
-            errors.push(field.clone(), message);
-        }
-        if value.len() > MAX_ENV_VALUE_LEN {
-            errors.push(
-                field.clone(),
-                format!("value must be at most {MAX_ENV_VALUE_LEN} bytes"),
-            );
-        }
-        if value.contains('\0') {
-            errors.push(field, "value must not contain NUL characters");
-        }
+    }
+}
+
+/// The rules one variable keeps on its own; `None` is a patch's removal.
+fn check_env_var(name: &str, value: Option<&str>, errors: &mut ValidationErrors) {
+    let field = format!(
+        "spec.env.{}",
+        name.chars().take(MAX_ENV_NAME_LEN).collect::<String>()
+    );
+    if let Err(message) = check_env_name(name) {
+        errors.push(field.clone(), message);
+    }
+    let Some(value) = value else { return };
+    if value.len() > MAX_ENV_VALUE_LEN {
+        errors.push(
+            field.clone(),
+            format!("value must be at most {MAX_ENV_VALUE_LEN} bytes"),
+        );
+    }
+    if value.contains('\0') {
+        errors.push(field, "value must not contain NUL characters");
+    }
+}
+
+fn check_image(field: &str, value: &str, errors: &mut ValidationErrors) -> Option<ImageRef> {
+    ImageRef::parse(value)
+        .map_err(|m| errors.push(field, m))
+        .ok()
+}
+
+/// A count on its own: at most the platform's cap.
+fn check_count_cap(field: &str, value: u32, limits: SpecLimits, errors: &mut ValidationErrors) {
+    if value > limits.max_task_count {
+        errors.push(
+            format!("spec.{field}"),
+            format!(
+                "{field} {value} is over this platform's cap of {} tasks",
+                limits.max_task_count
+            ),
+        );
     }
 }
 
@@ -230,12 +268,8 @@ impl TenantSpec {
     /// policy; `None` only checks what AWS itself requires (used for stored specs).
     pub fn validate(doc: SpecDoc, limits: Option<SpecLimits>) -> Result<Self, ValidationErrors> {
         let mut errors = ValidationErrors::default();
-        let app_image = ImageRef::parse(&doc.app_image)
-            .map_err(|m| errors.push("spec.app_image", m))
-            .ok();
-        let nginx_image = ImageRef::parse(&doc.nginx_image)
-            .map_err(|m| errors.push("spec.nginx_image", m))
-            .ok();
+        let app_image = check_image("spec.app_image", &doc.app_image, &mut errors);
+        let nginx_image = check_image("spec.nginx_image", &doc.nginx_image, &mut errors);
         // An unknown cpu is the cpu's fault; a known one with the wrong memory, the memory's.
         let size_field = if fargate_memory_for(doc.cpu).is_some() {
             "spec.memory"
@@ -289,14 +323,12 @@ fn check_counts(c: TaskCounts, limits: Option<SpecLimits>, errors: &mut Validati
         );
     }
     if let Some(limits) = limits {
-        if c.max > limits.max_task_count {
-            errors.push(
-                "spec.max_count",
-                format!(
-                    "max_count {} is over this platform's cap of {} tasks",
-                    c.max, limits.max_task_count
-                ),
-            );
+        for (field, value) in [
+            ("min_count", c.min),
+            ("desired_count", c.desired),
+            ("max_count", c.max),
+        ] {
+            check_count_cap(field, value, limits, errors);
         }
     }
 }

@@ -1,0 +1,115 @@
+//! The contract test: requests generated from the document the server serves, valid and
+//! invalid, by schemathesis (pinned in tests/contract/requirements.txt; `make test` installs
+//! it into .venv-contract), against the real server on a fresh database. Besides
+//! schemathesis's own checks (no 5xx, only documented statuses, content types, headers and
+//! response schemas, invalid requests refused, required headers required) it runs the
+//! checks of tests/contract/checks.py: every refusal of a broken rule names the part of the
+//! request at fault, and a valid request is refused only for a rule the document states.
+//!
+//! `STATEHOUSE_CONTRACT_SEED` and `STATEHOUSE_CONTRACT_EXAMPLES` (per operation) change the
+//! run; the seed is printed so a failure can be replayed.
+
+use std::{path::PathBuf, process::Stdio};
+
+use serde_json::Value;
+use sqlx::PgPool;
+use statehouse::domain::state::StateSlug;
+
+use crate::helpers::{TestApp, BOOTSTRAP_TOKEN};
+
+const DEFAULT_SEED: &str = "20261203";
+const DEFAULT_EXAMPLES: &str = "100";
+
+fn schemathesis() -> PathBuf {
+    std::env::var_os("STATEHOUSE_SCHEMATHESIS").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv-contract/bin/schemathesis"),
+        PathBuf::from,
+    )
+}
+
+/// Every other state has a tenant (one paused, one being deleted), so generated requests
+/// meet tenants in each state an operation cares about, and names that have none.
+async fn seed(app: &TestApp) {
+    for state in StateSlug::all().step_by(2) {
+        app.create_ok(state.as_str()).await;
+    }
+    let paused = app.post("/v1/tenants/alabama/pause", None).await;
+    assert_eq!(paused.status(), 200);
+    assert_eq!(app.delete("/v1/tenants/arizona").await.status(), 202);
+}
+
+#[sqlx::test]
+async fn generated_requests_meet_only_documented_answers(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    seed(&app).await;
+    let contract = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/contract");
+    let run_dir =
+        std::env::temp_dir().join(format!("statehouse-contract-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&run_dir).expect("a directory for the run");
+    let seed = std::env::var("STATEHOUSE_CONTRACT_SEED").unwrap_or_else(|_| DEFAULT_SEED.into());
+    let examples =
+        std::env::var("STATEHOUSE_CONTRACT_EXAMPLES").unwrap_or_else(|_| DEFAULT_EXAMPLES.into());
+    let binary = schemathesis();
+    let output = tokio::process::Command::new(&binary)
+        .arg("--config-file")
+        .arg(contract.join("schemathesis.toml"))
+        .args(["run", &app.url("/openapi.json")])
+        .args([
+            "--header",
+            &format!("Authorization: Bearer {BOOTSTRAP_TOKEN}"),
+        ])
+        .args(["--checks", "all", "--phases", "examples,coverage,fuzzing"])
+        .args(["--max-examples", &examples, "--seed", &seed])
+        .args(["--workers", "2", "--no-color"])
+        .env("SCHEMATHESIS_HOOKS", contract.join("checks.py"))
+        .current_dir(&run_dir)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} (run `make test`, which installs it): {e}",
+                binary.display()
+            )
+        });
+    let _ = std::fs::remove_dir_all(&run_dir);
+    let report = String::from_utf8_lossy(&output.stdout);
+    let summary = report.rsplit("SUMMARY").next().unwrap_or(&report);
+    println!("schemathesis seed {seed}, {examples} examples per operation:\n{summary}");
+    assert!(
+        output.status.success(),
+        "the server broke its contract (replay with STATEHOUSE_CONTRACT_SEED={seed}):\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let generated: u64 = summary
+        .lines()
+        .skip_while(|l| !l.starts_with("Test cases"))
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        generated >= 1000,
+        "only {generated} requests were generated:\n{summary}"
+    );
+    let operations = operation_count(&app).await;
+    assert!(
+        summary.contains(&format!("Tested: {operations}\n")),
+        "not all {operations} operations were tested:\n{summary}"
+    );
+}
+
+async fn operation_count(app: &TestApp) -> usize {
+    let doc: Value = app
+        .get("/openapi.json")
+        .await
+        .json()
+        .await
+        .expect("the document");
+    doc["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .map(|item| item.as_object().map_or(0, |ops| ops.len()))
+        .sum()
+}
