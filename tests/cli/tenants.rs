@@ -169,15 +169,34 @@ async fn follow_prints_new_events_until_the_tenant_is_deleted(pool: PgPool) {
     server
         .cli(&["tenants", "create", "vermont", "--wait"])
         .expect(0);
-    let follower = server.spawn_cli(&[
-        "tenants", "events", "vermont", "--follow", "--output", "json",
+    let mut follower = server.spawn_cli(&[
+        "tenants", "events", "vermont", "--follow", "--output", "json", "--limit", "500",
     ]);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Its lines as they come, so the deletion can wait until it has printed the history.
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let printed = printed.clone();
+        let stdout = follower.stdout.take().expect("the follower's stdout");
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+                printed
+                    .lock()
+                    .unwrap()
+                    .push(line.expect("a line of output"));
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while printed.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "--follow printed nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server
         .cli(&["tenants", "delete", "vermont", "--purge", "--yes"])
         .expect(0);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let mut follower = follower;
     while follower.try_wait().expect("the follower").is_none() {
         assert!(
             std::time::Instant::now() < deadline,
@@ -185,10 +204,12 @@ async fn follow_prints_new_events_until_the_tenant_is_deleted(pool: PgPool) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let out = follower.wait_with_output().expect("the follower's output");
-    assert!(out.status.success());
-    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
+    assert!(follower.wait().expect("the follower").success());
+    reader.join().expect("the reader");
+    let lines: Vec<Value> = printed
+        .lock()
+        .unwrap()
+        .iter()
         .map(|l| serde_json::from_str(l).expect("one JSON event a line"))
         .collect();
     let actions: Vec<&str> = lines

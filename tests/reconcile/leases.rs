@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use aws_sdk_ecs::types::TaskDefinitionStatus;
 use serde_json::Value;
 use sqlx::PgPool;
 use statehouse::domain::tenant::TenantStatus;
@@ -17,6 +18,7 @@ use crate::{
     crash::{assert_one_of_each, task_definitions},
     harness::{spec, Stack},
     process::{database_url, worker_env, Proc},
+    proxy::{FaultConfig, FaultProxy},
 };
 
 const TENANTS: [&str; 6] = [
@@ -68,14 +70,38 @@ async fn a_frozen_worker_loses_its_tenants_to_the_others_and_its_writes_are_refu
     let stack = Stack::without_worker(pool.clone(), 10, Duration::from_secs(600)).await;
     let env = worker_env(&stack, &database_url(&pool), "3s");
     // A freezes itself just before its first CreateService, holding every tenant's lease.
-    let mut stale = Proc::worker("worker-a", &env, Some("stop:before:CreateService#1"));
-    wait("worker A starts", Duration::from_secs(30), async || {
-        stale.output().contains("worker started")
-    })
-    .await;
+    // It talks to the emulator through a proxy that tells when all it sent was answered.
+    let emulator = &stack.platform_env["AWS_ENDPOINT_URL"];
+    let a_proxy = FaultProxy::start(emulator, FaultConfig::default())
+        .await
+        .expect("a proxy for worker A");
+    let mut a_env = env.clone();
+    a_env.push(("AWS_ENDPOINT_URL".into(), a_proxy.endpoint.clone()));
+    // The tenants are there first, so A's first claim takes them all at once.
     for name in TENANTS {
         stack.create(name, spec()).await;
     }
+    let mut stale = Proc::worker("worker-a", &a_env, Some("stop:before:CreateService#1"));
+    let held_by_a = async || -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM tenants WHERE lease_owner LIKE $1 || '%'")
+            .bind(stale.worker_id_prefix())
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    wait(
+        "worker A claims every tenant",
+        Duration::from_secs(60),
+        async || held_by_a().await == TENANTS.len() as i64,
+    )
+    .await;
+
+    // Two more workers, two tenants at a time each, so both have work. They start while A
+    // still heartbeats, so both are up well before A's leases can lapse.
+    let mut small = env.clone();
+    small.push(("STATEHOUSE_WORKER_CONCURRENCY".into(), "2".into()));
+    let b = Proc::worker("worker-b", &small, None);
+    let c = Proc::worker("worker-c", &small, None);
     wait(
         "worker A stops itself",
         Duration::from_secs(60),
@@ -83,19 +109,11 @@ async fn a_frozen_worker_loses_its_tenants_to_the_others_and_its_writes_are_refu
     )
     .await;
     let a = format!("worker:{}", stale.worker_id_prefix());
-    let held: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM tenants WHERE lease_owner LIKE $1 || '%'")
-            .bind(stale.worker_id_prefix())
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert_eq!(held, TENANTS.len() as i64, "A holds every tenant");
-
-    // Two more workers, two tenants at a time each, so both have work.
-    let mut small = env.clone();
-    small.push(("STATEHOUSE_WORKER_CONCURRENCY".into(), "2".into()));
-    let b = Proc::worker("worker-b", &small, None);
-    let c = Proc::worker("worker-c", &small, None);
+    assert_eq!(
+        held_by_a().await,
+        TENANTS.len() as i64,
+        "A holds every tenant"
+    );
     let frozen_at = Instant::now();
     wait(
         "B and C make every tenant ready",
@@ -222,7 +240,12 @@ async fn a_frozen_worker_loses_its_tenants_to_the_others_and_its_writes_are_refu
     // C's, it adds a second revision. A pass after the thaw must keep the revision the
     // tenant records (no new deployment) and deregister the duplicate.
     stale.kill().await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait(
+        "the emulator answers every request A sent",
+        Duration::from_secs(30),
+        async || a_proxy.is_quiet(),
+    )
+    .await;
     let mut revisions: BTreeMap<&str, usize> = BTreeMap::new();
     let mut recorded: BTreeMap<&str, Value> = BTreeMap::new();
     for name in TENANTS {
@@ -245,6 +268,19 @@ async fn a_frozen_worker_loses_its_tenants_to_the_others_and_its_writes_are_refu
             t.resources["task_definition"]["arn"], recorded[name],
             "{name}: the pass after the thaw kept the revision it had"
         );
+        // A duplicate is retired once the pass sees its deployment complete.
+        let family = format!("humangov-{name}");
+        wait(
+            "one active revision left",
+            Duration::from_secs(60),
+            async || {
+                task_definitions(&stack, &family, Some(TaskDefinitionStatus::Active))
+                    .await
+                    .len()
+                    == 1
+            },
+        )
+        .await;
     }
     assert_one_of_each(&stack, &TENANTS, |name| revisions[name], false).await;
     let duplicates: Vec<&str> = revisions

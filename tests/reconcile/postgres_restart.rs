@@ -278,9 +278,27 @@ async fn the_api_answers_503_while_postgres_is_down_and_everything_recovers_afte
     let api_back = down_until.elapsed();
     api.wait_status("utah", "ready", Duration::from_secs(60))
         .await;
-    // Give the LISTEN connection its reconnect, then show that NOTIFY wakes the worker
-    // again: each new tenant is claimed at once, not at the next idle wake-up (up to 5 s).
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Once the worker's LISTEN connection is back, NOTIFY wakes it again: each new tenant
+    // is claimed at once, not at the next idle wake-up (up to 5 s).
+    let mut watcher = PgConnection::connect(&url).await.unwrap();
+    let listening_since = Instant::now();
+    loop {
+        let listening: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %' AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        if listening > 0 {
+            break;
+        }
+        assert!(
+            listening_since.elapsed() < Duration::from_secs(30),
+            "the worker never listened again:\n{}",
+            serve.output()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut picked_up = Vec::new();
     for name in ["texas", "nevada", "oregon"] {
         assert_eq!(api.create(name).await.status(), StatusCode::ACCEPTED);

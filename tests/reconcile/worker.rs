@@ -378,6 +378,14 @@ async fn a_duplicate_revision_is_retired_without_a_deployment(pool: PgPool) {
     let before = stack.aws.calls.snapshot();
     stack.reconcile("utah").await;
     stack.settled("utah").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while copy_status(ecs, &copy).await != Some(TaskDefinitionStatus::Inactive) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the copy was never retired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let t = stack.ready("utah").await;
     assert_eq!(resource(&t.resources, "task_definition", "arn"), recorded);
     let svc = service::describe(ecs, &stack.cell().cluster, "humangov-utah")
@@ -396,16 +404,25 @@ async fn a_duplicate_revision_is_retired_without_a_deployment(pool: PgPool) {
         .map(|(k, _)| k.operation.as_str())
         .collect();
     assert_eq!(mutating, ["DeregisterTaskDefinition"], "{after:#?}");
-    let status = ecs
-        .describe_task_definition()
-        .task_definition(&copy)
+    stack.stop().await;
+}
+
+/// The value of the metric sample `name` (with its labels) in Prometheus text; 0 if absent.
+fn sample(rendered: &str, name: &str) -> f64 {
+    rendered
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn copy_status(ecs: &aws_sdk_ecs::Client, arn: &str) -> Option<TaskDefinitionStatus> {
+    ecs.describe_task_definition()
+        .task_definition(arn)
         .send()
         .await
         .unwrap()
         .task_definition()
-        .and_then(|t| t.status().cloned());
-    assert_eq!(status, Some(TaskDefinitionStatus::Inactive));
-    stack.stop().await;
+        .and_then(|t| t.status().cloned())
 }
 
 #[sqlx::test]
@@ -590,18 +607,37 @@ async fn a_permanent_error_fails_at_once_and_a_reconcile_request_retries_it(pool
         .unwrap();
     stack.reconcile("idaho").await;
     stack.ready("idaho").await;
-    let rendered = stack.metrics.render();
-    for needle in [
+    // The worker counts a pass once it has written its outcome: wait for the counts themselves.
+    let counted = [
         "statehouse_reconciles_total{outcome=\"failed\"}",
         "statehouse_reconciles_total{outcome=\"ready\"}",
-        "statehouse_aws_calls_total{service=\"dynamodb\",operation=\"CreateTable\",outcome=\"ok\"}",
         "statehouse_time_to_ready_seconds_count",
-    ] {
+    ];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let rendered = stack.metrics.render();
+        let missing: Vec<_> = counted
+            .iter()
+            .filter(|name| sample(&rendered, name) < 1.0)
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
         assert!(
-            rendered.contains(needle),
-            "{needle} missing from\n{rendered}"
+            tokio::time::Instant::now() < deadline,
+            "{missing:?} not counted in\n{rendered}"
         );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let create_table: u64 = stack
+        .aws
+        .calls
+        .snapshot()
+        .iter()
+        .filter(|(k, _)| k.operation == "CreateTable")
+        .map(|(_, n)| *n)
+        .sum();
+    assert!(create_table >= 2, "the test's own table, then the worker's");
     stack.stop().await;
 }
 

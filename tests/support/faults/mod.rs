@@ -19,7 +19,10 @@ mod rules;
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
 };
 
 use http_body_util::{BodyExt, Full};
@@ -85,6 +88,10 @@ struct Shared {
     client: reqwest::Client,
     rules: Vec<Live>,
     counts: Mutex<BTreeMap<Call, Counts>>,
+    /// Client connections open now.
+    connections: AtomicUsize,
+    /// Requests sent on to the emulator and not yet answered by it.
+    forwarding: AtomicUsize,
 }
 
 pub struct FaultProxy {
@@ -120,6 +127,8 @@ impl FaultProxy {
             client,
             rules: config.rules.into_iter().map(Live::new).collect(),
             counts: Mutex::default(),
+            connections: AtomicUsize::new(0),
+            forwarding: AtomicUsize::new(0),
         });
         let accept = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(Self {
@@ -127,6 +136,13 @@ impl FaultProxy {
             shared,
             accept,
         })
+    }
+
+    /// No client connection is open and the emulator has answered everything sent on to it:
+    /// once the clients are gone, every request they made has had its effect.
+    pub fn is_quiet(&self) -> bool {
+        self.shared.connections.load(Ordering::SeqCst) == 0
+            && self.shared.forwarding.load(Ordering::SeqCst) == 0
     }
 
     pub fn snapshot(&self) -> BTreeMap<Call, Counts> {
@@ -175,7 +191,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         // load balancer dropping the connection, and nothing else closes a live one.
         let _ = stream.set_zero_linger();
         let shared = shared.clone();
+        shared.connections.fetch_add(1, Ordering::SeqCst);
         connections.spawn(async move {
+            let _open = Closes(shared.clone());
             let kill = Arc::new(Notify::new());
             let on_kill = kill.clone();
             let service = service_fn(move |req| {
@@ -192,9 +210,18 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
+/// Closes the count of a connection when its task ends, however it ends.
+struct Closes(Arc<Shared>);
+
+impl Drop for Closes {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 type Reply = Result<Response<Full<Bytes>>, std::convert::Infallible>;
 
-async fn handle(shared: &Shared, kill: &Notify, req: Request<hyper::body::Incoming>) -> Reply {
+async fn handle(shared: &Arc<Shared>, kill: &Notify, req: Request<hyper::body::Incoming>) -> Reply {
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
@@ -241,7 +268,19 @@ async fn handle(shared: &Shared, kill: &Notify, req: Request<hyper::body::Incomi
         }
         Verdict::Pass | Verdict::Delay(_) => {
             counted.forwarded = 1;
-            Some(forward(shared, parts, body).await)
+            // Once sent on, a request reaches the emulator even if its client goes away,
+            // as a request that reached AWS does.
+            let shared = shared.clone();
+            shared.forwarding.fetch_add(1, Ordering::SeqCst);
+            let sent = tokio::spawn(async move {
+                let reply = forward(&shared, parts, body).await;
+                shared.forwarding.fetch_sub(1, Ordering::SeqCst);
+                reply
+            });
+            Some(
+                sent.await
+                    .unwrap_or_else(|_| plain(502, "the forwarding task failed")),
+            )
         }
     };
     record(shared, &call, &counted);
