@@ -191,23 +191,21 @@ async fn onboard(n: usize, admin_url: &str, faults: Option<&faults::FaultConfig>
     }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = AppState {
-        admission: statehouse::http::admission::Admission::new(
-            &pool,
-            statehouse::http::admission::DEFAULT_QUEUE_TIMEOUT,
-        ),
-        pool: pool.clone(),
-        settings: Arc::new(ApiSettings {
-            spec_defaults: spec(),
-            spec_limits: statehouse::domain::spec::SpecLimits::default(),
-            cells: vec![statehouse::db::cells::CellCapacity {
-                name: "cell-1".into(),
-                capacity: 100,
-            }],
-        }),
-        metrics: Arc::new(Metrics::default()),
-        bootstrap_token_hash: Some(statehouse::auth::hash_token(TOKEN)),
+    let settings = ApiSettings {
+        spec_defaults: spec(),
+        spec_limits: statehouse::domain::spec::SpecLimits::default(),
+        cells: vec![statehouse::db::cells::CellCapacity {
+            name: "cell-1".into(),
+            capacity: 100,
+        }],
     };
+    let state = AppState::new(
+        pool.clone(),
+        settings,
+        Arc::new(Metrics::default()),
+        Some(statehouse::auth::hash_token(TOKEN)),
+        statehouse::http::Tuning::default(),
+    );
     let api = tokio::spawn(http::serve(listener, state, std::future::pending()));
     // Let the worker's LISTEN connection come up before the clock starts.
     tokio::time::sleep(Duration::from_millis(300)).await;

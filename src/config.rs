@@ -45,6 +45,11 @@ pub struct ServeArgs {
     /// with a 429 and `Retry-After`.
     #[arg(long, env = "STATEHOUSE_API_QUEUE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub api_queue_timeout: Duration,
+    /// The API keeps keys found valid and tenants it served in memory; every change
+    /// reaches every API process as it commits. This is how long an entry is believed
+    /// should that announcement be lost. `0s` keeps nothing.
+    #[arg(long, env = "STATEHOUSE_CACHE_TTL", default_value = "5s", value_parser = parse_duration_or_zero)]
+    pub cache_ttl: Duration,
     #[command(flatten)]
     pub platform: PlatformArgs,
     #[command(flatten)]
@@ -231,6 +236,17 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
         return Err(format!("`{input}` must be a positive duration"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// As [`parse_duration`], where zero (`0`, `0s`) turns the thing off.
+pub fn parse_duration_or_zero(input: &str) -> Result<Duration, String> {
+    match input
+        .trim()
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+    {
+        "0" => Ok(Duration::ZERO),
+        _ => parse_duration(input),
+    }
 }
 
 fn comma_list(input: &str) -> Vec<String> {

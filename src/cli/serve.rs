@@ -5,7 +5,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     config::ServeArgs,
-    http::{self, admission::Admission, AppState},
+    http::{self, AppState, Tuning},
     metrics::Metrics,
 };
 
@@ -33,13 +33,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await?,
         )
     };
-    let state = AppState {
-        admission: Admission::new(&pool, args.api_queue_timeout),
-        pool,
-        settings: Arc::new(settings),
-        metrics,
-        bootstrap_token_hash,
+    let tuning = Tuning {
+        queue_timeout: args.api_queue_timeout,
+        cache_ttl: args.cache_ttl,
     };
+    let state = AppState::new(pool, settings, metrics, bootstrap_token_hash, tuning);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = worker.map(|w| {
         let mut stop = stop_rx.clone();

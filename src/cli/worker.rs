@@ -7,11 +7,7 @@ use crate::{
     aws::{fault::FaultPoint, Aws},
     config::{PlatformArgs, WorkerArgs, WorkerCommandArgs},
     db,
-    http::{
-        self,
-        admission::{Admission, DEFAULT_QUEUE_TIMEOUT},
-        AppState,
-    },
+    http::{self, AppState, Tuning},
     metrics::Metrics,
     reconcile::platform::Platform,
     worker::Worker,
@@ -88,13 +84,11 @@ pub async fn run(args: WorkerCommandArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let state = AppState {
-        admission: Admission::new(&pool, DEFAULT_QUEUE_TIMEOUT),
-        pool,
-        settings: Arc::new(api_settings),
-        metrics,
-        bootstrap_token_hash: None,
+    let tuning = Tuning {
+        cache_ttl: Duration::ZERO,
+        ..Tuning::default()
     };
+    let state = AppState::new(pool, api_settings, metrics, None, tuning);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let health = tokio::spawn(http::serve_health(listener, state, wait(stop_rx)));
     worker.run(http::shutdown_signal()).await?;

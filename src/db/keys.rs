@@ -17,6 +17,10 @@ pub struct ApiKey {
 
 const COLUMNS: &str = "id, name, role, created_at, last_used_at, revoked_at";
 
+/// Announced, with the key's name, when a key is revoked: API processes that keep valid
+/// keys in memory forget them.
+pub const KEYS_CHANGED_CHANNEL: &str = "statehouse_keys_changed";
+
 /// Fails with a unique violation when an active key already has that name.
 pub async fn create(
     ex: impl PgExecutor<'_>,
@@ -71,13 +75,17 @@ pub async fn list(
         .await
 }
 
-/// Returns whether an active key of that name existed.
+/// Returns whether an active key of that name existed. The revocation is announced on
+/// [`KEYS_CHANGED_CHANNEL`] as it commits.
 pub async fn revoke(ex: impl PgExecutor<'_>, name: &str) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE api_keys SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL",
+    let revoked = sqlx::query(
+        "WITH revoked AS (UPDATE api_keys SET revoked_at = now() \
+                          WHERE name = $1 AND revoked_at IS NULL RETURNING name) \
+         SELECT pg_notify($2, name) FROM revoked",
     )
     .bind(name)
-    .execute(ex)
+    .bind(KEYS_CHANGED_CHANNEL)
+    .fetch_all(ex)
     .await?;
-    Ok(done.rows_affected() > 0)
+    Ok(!revoked.is_empty())
 }

@@ -8,6 +8,9 @@ use crate::domain::{
     tenant::{DataPolicy, Tenant, TenantStatus},
 };
 
+/// Announced with the tenant's name whenever any column of [`COLUMNS`] changes (a trigger).
+pub const TENANT_ROWS_CHANNEL: &str = "statehouse_tenant_rows";
+
 /// Every column of [`Tenant`], in one place for each query that returns tenants.
 pub const COLUMNS: &str =
     "id, name, display_name, postal_code, status, generation, observed_generation, \

@@ -82,6 +82,7 @@ async fn reconcile_tenant(
     db::tenants::request_reconcile(&mut tx, current.id).await?;
     let message = format!("reconcile requested by key {}", caller.key_name);
     commit_change(
+        &state,
         tx,
         &current,
         &caller,
@@ -144,6 +145,7 @@ async fn pause_tenant(
     };
     // A worker with a pass under way for the tenant checks its lease at once and stops.
     commit_change(
+        &state,
         tx,
         &paused,
         &caller,
@@ -179,6 +181,15 @@ async fn resume_tenant(
         return Ok(tenant_response(StatusCode::OK, &current, false));
     };
     let message = format!("resumed by key {}", caller.key_name);
-    commit_change(tx, &resumed, &caller, "tenant.resumed", message, json!({})).await?;
+    commit_change(
+        &state,
+        tx,
+        &resumed,
+        &caller,
+        "tenant.resumed",
+        message,
+        json!({}),
+    )
+    .await?;
     Ok(tenant_response(StatusCode::OK, &resumed, false))
 }

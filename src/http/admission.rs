@@ -15,9 +15,6 @@ use tokio::sync::Semaphore;
 
 use super::{error::ApiError, AppState};
 
-/// How long a request waits for its turn unless configured otherwise.
-pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
-
 #[derive(Clone)]
 pub struct Admission {
     permits: Arc<Semaphore>,

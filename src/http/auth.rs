@@ -46,15 +46,28 @@ where
                     key_name: BOOTSTRAP_KEY_NAME.into(),
                     role: Role::Admin,
                 }
+            } else if let Some(hit) = state.keys.get(&hash) {
+                if let Some(key_id) = hit.touch {
+                    // Bookkeeping only: the request does not wait for it.
+                    let pool = state.pool.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = db::keys::touch(&pool, key_id).await {
+                            tracing::debug!(error = %e, "cannot record a key's use");
+                        }
+                    });
+                }
+                hit.caller
             } else {
                 let key = db::keys::find_active(&state.pool, &hash).await?.ok_or(
                     ApiError::Unauthorized("the API key is not valid or has been revoked"),
                 )?;
                 db::keys::touch(&state.pool, key.id).await?;
-                Caller {
+                let caller = Caller {
                     key_name: key.name,
                     role: key.role,
-                }
+                };
+                state.keys.insert(hash, key.id, caller.clone());
+                caller
             };
         parts.extensions.insert(caller.clone());
         Ok(caller)

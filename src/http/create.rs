@@ -155,6 +155,8 @@ pub(super) async fn create_tenant(
             db::idempotency::save(&mut tx, caller_key, key, &stored).await?;
         }
         tx.commit().await?;
+        // A tombstone of that name may be cached.
+        state.tenants.evict(&tenant.name);
         return Ok(tenant_response(StatusCode::ACCEPTED, &tenant, true));
     }
 }

@@ -37,8 +37,12 @@ impl IdempotencyKey {
 /// The ETag of a representation: a digest of it exactly as served, so it changes whenever
 /// anything a client can see changes.
 pub fn etag<T: Serialize>(representation: &T) -> String {
-    let bytes = serde_json::to_vec(representation).unwrap_or_default();
-    format!("\"{}\"", hex::encode(&Sha256::digest(&bytes)[..16]))
+    etag_of(&serde_json::to_vec(representation).unwrap_or_default())
+}
+
+/// The ETag of a body already serialised.
+pub fn etag_of(body: &[u8]) -> String {
+    format!("\"{}\"", hex::encode(&Sha256::digest(body)[..16]))
 }
 
 /// Strong comparison against a list of entity tags, or `*`.
@@ -47,6 +51,21 @@ pub fn tag_matches(header: &str, current: &str) -> bool {
         .split(',')
         .map(str::trim)
         .any(|t| t == "*" || t == current || format!("\"{t}\"") == current)
+}
+
+/// Whether the client asks for an answer from the database, not from a cache
+/// (`Cache-Control: no-cache` or `no-store`, or `Pragma: no-cache`).
+pub fn no_cache(headers: &HeaderMap) -> bool {
+    let says = |name: header::HeaderName| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',').map(str::trim).any(|d| {
+                    d.eq_ignore_ascii_case("no-cache") || d.eq_ignore_ascii_case("no-store")
+                })
+            })
+        })
+    };
+    says(header::CACHE_CONTROL) || says(header::PRAGMA)
 }
 
 /// Whether `If-None-Match` names the current tag.

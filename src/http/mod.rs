@@ -9,10 +9,13 @@ pub mod error;
 mod extract;
 mod headers;
 mod health;
+pub mod key_cache;
 pub mod openapi;
+pub mod tenant_cache;
 pub mod tenants;
+mod watch;
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::{
     extract::{DefaultBodyLimit, MatchedPath, Request, State},
@@ -38,6 +41,8 @@ use crate::{
 };
 use admission::Admission;
 use error::ApiError;
+use key_cache::KeyCache;
+use tenant_cache::TenantCache;
 
 /// Bodies larger than this are refused with a 413 before they are parsed.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -62,6 +67,49 @@ pub struct AppState {
     /// SHA-256 of `STATEHOUSE_BOOTSTRAP_ADMIN_TOKEN`, when set.
     pub bootstrap_token_hash: Option<[u8; 32]>,
     pub admission: Admission,
+    /// Keys recently found valid.
+    pub keys: KeyCache,
+    /// Tenants as GET last served them.
+    pub tenants: TenantCache,
+}
+
+/// How the API spends its database connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    /// How long a `/v1` request waits for a connection before a 429.
+    pub queue_timeout: Duration,
+    /// How long a cached key or tenant is believed should its change announcement be lost;
+    /// zero caches nothing.
+    pub cache_ttl: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            queue_timeout: Duration::from_secs(5),
+            cache_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+impl AppState {
+    pub fn new(
+        pool: PgPool,
+        settings: ApiSettings,
+        metrics: Arc<Metrics>,
+        bootstrap_token_hash: Option<[u8; 32]>,
+        tuning: Tuning,
+    ) -> Self {
+        Self {
+            admission: Admission::new(&pool, tuning.queue_timeout),
+            keys: KeyCache::new(tuning.cache_ttl),
+            tenants: TenantCache::new(tuning.cache_ttl),
+            pool,
+            settings: Arc::new(settings),
+            metrics,
+            bootstrap_token_hash,
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -135,9 +183,26 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    serve_app(listener, router(state.clone()), &state, shutdown).await
+}
+
+/// Serves `app`, and meanwhile keeps `state`'s caches told of changes.
+pub async fn serve_app(
+    listener: TcpListener,
+    app: Router,
+    state: &AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let watch = tokio::spawn(watch::watch(
+        state.pool.clone(),
+        state.keys.clone(),
+        state.tenants.clone(),
+    ));
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    watch.abort();
+    served
 }
 
 /// Only `/healthz`, `/readyz` and `/metrics`: what a standalone worker exposes.

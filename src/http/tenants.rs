@@ -24,6 +24,7 @@ use super::{
     error::{ApiError, ApiResult, Problem},
     extract::{AppJson, AppQuery, Body, TenantName},
     headers::{self, etag},
+    tenant_cache::Served,
     AppState,
 };
 use crate::{
@@ -127,22 +128,48 @@ pub(super) fn location(name: &str) -> String {
     format!("/v1/tenants/{name}")
 }
 
+/// The tenant as JSON with its ETag, serialised once for both.
+pub(super) fn served(tenant: &Tenant) -> ApiResult<Served> {
+    let body = serde_json::to_vec(tenant).map_err(anyhow::Error::from)?;
+    let etag = headers::etag_of(&body);
+    Ok(Served {
+        body: body.into(),
+        etag,
+    })
+}
+
+fn respond(status: StatusCode, served: Served, location: Option<&str>) -> Response {
+    let mut response = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        served.body,
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    if let Ok(tag) = HeaderValue::from_str(&served.etag) {
+        headers.insert(header::ETAG, tag);
+    }
+    if let Some(loc) = location.and_then(|l| HeaderValue::from_str(l).ok()) {
+        headers.insert(header::LOCATION, loc);
+    }
+    response
+}
+
 pub(super) fn tenant_response(
     status: StatusCode,
     tenant: &Tenant,
     with_location: bool,
 ) -> Response {
-    let mut response = (status, Json(tenant)).into_response();
-    let headers = response.headers_mut();
-    if let Ok(tag) = HeaderValue::from_str(&etag(tenant)) {
-        headers.insert(header::ETAG, tag);
-    }
-    if with_location {
-        if let Ok(loc) = HeaderValue::from_str(&location(&tenant.name)) {
-            headers.insert(header::LOCATION, loc);
+    match served(tenant) {
+        Ok(served) => {
+            let location = with_location.then(|| location(&tenant.name));
+            respond(status, served, location.as_deref())
         }
+        Err(e) => e.into_response(),
     }
-    response
 }
 
 /// 1-100 characters, no control characters, not only white space; stored trimmed.
@@ -167,6 +194,7 @@ pub(super) async fn lock_live(conn: &mut PgConnection, name: StateSlug) -> ApiRe
 /// Ends a change made through the API: its event, a NOTIFY so the workers act on it at
 /// once (and a pass under way for the tenant checks its lease), and the commit.
 pub(super) async fn commit_change(
+    state: &AppState,
     mut tx: Transaction<'_, Postgres>,
     tenant: &Tenant,
     caller: &Caller,
@@ -177,6 +205,8 @@ pub(super) async fn commit_change(
     record(&mut tx, tenant, caller, action, message, details).await?;
     db::tenants::notify_changed(&mut tx, &tenant.name).await?;
     tx.commit().await?;
+    // Before the answer goes out, so the caller reads its own write from this process.
+    state.tenants.evict(&tenant.name);
     Ok(())
 }
 
@@ -250,12 +280,18 @@ fn decode_tenant_cursor(raw: &str) -> ApiResult<(String, Uuid)> {
 }
 
 /// Get a tenant: the live one of that name, or else its latest tombstone.
+///
+/// The server answers from memory a tenant it has read before. Every change to a tenant is
+/// announced to every API process as it commits and replaces what they hold, and a change
+/// made through one process is read back from it at once; through another process it shows
+/// within the moment the announcement takes. `Cache-Control: no-cache` reads the database.
 #[utoipa::path(
     get, path = "/v1/tenants/{name}", tag = "tenants",
     security(("bearer" = [])),
     params(
         TenantName,
         ("If-None-Match" = Option<String>, Header, nullable = false, description = "ETags the client holds; when one is current the answer is a 304"),
+        ("Cache-Control" = Option<String>, Header, nullable = false, description = "`no-cache` reads the database rather than the server's memory (see the description)"),
     ),
     responses(
         (status = 200, body = Tenant, headers(("ETag" = String))),
@@ -271,14 +307,23 @@ async fn get_tenant(
     TenantName(name): TenantName,
     request_headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let tenant = db::tenants::find_latest(&state.pool, name)
-        .await?
-        .ok_or_else(|| not_found(name))?;
-    let tag = etag(&tenant);
-    if headers::none_match(&request_headers, &tag) {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
+    let served = match state.tenants.get(name) {
+        Ok(cached) if !headers::no_cache(&request_headers) => cached,
+        cached => {
+            let tenant = db::tenants::find_latest(&state.pool, name)
+                .await?
+                .ok_or_else(|| not_found(name))?;
+            let fresh = served(&tenant)?;
+            if let Err(Some(ticket)) = cached {
+                state.tenants.keep(ticket, fresh.clone());
+            }
+            fresh
+        }
+    };
+    if headers::none_match(&request_headers, &served.etag) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, served.etag)]).into_response());
     }
-    Ok(tenant_response(StatusCode::OK, &tenant, false))
+    Ok(respond(StatusCode::OK, served, None))
 }
 
 pub(super) fn not_found(name: StateSlug) -> ApiError {
@@ -402,7 +447,16 @@ async fn patch_tenant(
     } else {
         format!("display name changed by key {}", caller.key_name)
     };
-    commit_change(tx, &updated, &caller, "tenant.updated", message, details).await?;
+    commit_change(
+        &state,
+        tx,
+        &updated,
+        &caller,
+        "tenant.updated",
+        message,
+        details,
+    )
+    .await?;
     Ok(tenant_response(StatusCode::OK, &updated, false))
 }
 
@@ -475,6 +529,7 @@ async fn delete_tenant(
         policy.as_str()
     );
     commit_change(
+        &state,
         tx,
         &tenant,
         &caller,

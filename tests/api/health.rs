@@ -109,7 +109,7 @@ async fn a_panic_is_a_500_problem_and_is_counted(pool: PgPool) {
             )
         },
         crate::helpers::settings(),
-        statehouse::http::admission::DEFAULT_QUEUE_TIMEOUT,
+        crate::helpers::QUEUE_TIMEOUT,
     )
     .await;
     let response = app.client.get(app.url("/boom")).send().await.unwrap();

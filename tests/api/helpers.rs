@@ -8,17 +8,17 @@ use statehouse::{
     auth::{generate_token, hash_token, Role},
     db::{self, cells::CellCapacity},
     domain::spec::{SpecDoc, SpecLimits},
-    http::{
-        self,
-        admission::{Admission, DEFAULT_QUEUE_TIMEOUT},
-        ApiSettings, AppState,
-    },
+    http::{self, ApiSettings, AppState, Tuning},
     metrics::Metrics,
 };
 use tokio::{net::TcpListener, sync::oneshot};
 
 pub const BOOTSTRAP_TOKEN: &str = "test-bootstrap-token-0123456789";
 pub const MAX_TASKS: u32 = 10;
+/// Longer than any test waits: what a test sees of a cache's freshness is the work of the
+/// change announcements, not of the TTL.
+pub const CACHE_TTL: Duration = Duration::from_secs(60);
+pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The API served on a loopback port, with an admin and a viewer key.
 pub struct TestApp {
@@ -59,7 +59,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(pool: PgPool, settings: ApiSettings) -> Self {
-        Self::spawn_router(pool, http::router, settings, DEFAULT_QUEUE_TIMEOUT).await
+        Self::spawn_router(pool, http::router, settings, QUEUE_TIMEOUT).await
     }
 
     /// The API with `queue_timeout` for admission to the database.
@@ -78,26 +78,34 @@ impl TestApp {
         let admin = Self::create_key(&pool, "ops", Role::Admin).await;
         let viewer = Self::create_key(&pool, "auditor", Role::Viewer).await;
         let metrics = Arc::new(Metrics::default());
-        let state = AppState {
-            admission: Admission::new(&pool, queue_timeout),
-            pool: pool.clone(),
-            settings: Arc::new(settings),
-            metrics: metrics.clone(),
-            bootstrap_token_hash: Some(hash_token(BOOTSTRAP_TOKEN)),
+        let tuning = Tuning {
+            queue_timeout,
+            cache_ttl: CACHE_TTL,
         };
+        let hash = Some(hash_token(BOOTSTRAP_TOKEN));
+        let state = AppState::new(pool.clone(), settings, metrics.clone(), hash, tuning);
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
         let base = format!("http://{}", listener.local_addr().expect("local address"));
         let (stop, stopped) = oneshot::channel::<()>();
-        let app = router(state);
+        let app = router(state.clone());
+        let caches = state.tenants.clone();
         tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
+            http::serve_app(listener, app, &state, async {
+                let _ = stopped.await;
+            })
+            .await
         });
+        // As a server runs once it is up: hearing changes, so its caches are in use.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !caches.is_listening() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the API never listened for changes"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         Self {
             base,
             client: reqwest::Client::new(),

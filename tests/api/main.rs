@@ -2,6 +2,7 @@
 //! database per test.
 
 mod auth;
+mod cache;
 mod cli;
 mod contract;
 mod errors;
