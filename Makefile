@@ -1,4 +1,4 @@
-.PHONY: run test bench openapi
+.PHONY: run test bench bench-api openapi
 
 ## Serve the API locally (starts Postgres if needed; prints the Swagger UI address and token).
 run:
@@ -12,6 +12,11 @@ test:
 ## with the ECS limits, and print the figures.
 bench:
 	./scripts/bench.sh
+
+## The API on the release build: reads under load next to /healthz, and a burst of 500
+## mixed requests at once with two CPU hogs running; prints the figures.
+bench-api:
+	./scripts/bench-api.sh
 
 ## Regenerate openapi/openapi.json from the code.
 openapi:

@@ -7,6 +7,17 @@
 //! `STATEHOUSE_BENCH_SECONDS` how long each read load is measured (default 10), and
 //! `STATEHOUSE_BIN` the binary (default `target/release/statehouse`).
 
+#[path = "../tests/support/moto.rs"]
+mod moto;
+
+// The benchmark uses the proxy's latency rule, not every builder the tests use.
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/support/faults/mod.rs"]
+mod faults;
+
+#[path = "bench_api/burst.rs"]
+mod burst;
+
 #[path = "bench_api/load.rs"]
 mod load;
 
@@ -26,10 +37,11 @@ async fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
-    let cases = std::env::var("STATEHOUSE_BENCH_CASES").unwrap_or_else(|_| "reads".into());
+    let cases = std::env::var("STATEHOUSE_BENCH_CASES").unwrap_or_else(|_| "reads,burst".into());
     for case in cases.split(',') {
         match case.trim() {
             "reads" => reads::run(&admin_url, Duration::from_secs(seconds)).await,
+            "burst" => burst::run(&admin_url).await,
             other => {
                 eprintln!(
                     "STATEHOUSE_BENCH_CASES: unknown case \"{other}\", expected reads or burst"

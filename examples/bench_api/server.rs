@@ -136,3 +136,38 @@ impl Server {
             .to_owned()
     }
 }
+
+/// The shared platform made in the emulator at `endpoint` by `statehouse dev bootstrap`, as
+/// the settings a server needs (AWS_ENDPOINT_URL, STATEHOUSE_CLUSTER, …).
+pub async fn dev_bootstrap(endpoint: &str) -> Vec<(String, String)> {
+    let out = std::env::temp_dir().join(format!("statehouse-bench-api-{}.env", std::process::id()));
+    let status = Command::new(binary())
+        .args(["dev", "bootstrap", "--out"])
+        .arg(&out)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "bench")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .expect("statehouse dev bootstrap");
+    assert!(status.success(), "dev bootstrap failed");
+    let text = std::fs::read_to_string(&out).expect("the bootstrap's settings");
+    let _ = std::fs::remove_file(out);
+    let mut env: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    env.extend(
+        [
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "bench"),
+            ("AWS_SECRET_ACCESS_KEY", "bench"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    env
+}

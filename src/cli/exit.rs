@@ -19,7 +19,7 @@ Exit codes:
   3  not found
   4  conflict: the tenant exists, is being deleted, or changed twice while updating
   5  authentication: no token, a bad token, or a key not allowed to do this
-  6  server: the API answered 5xx or cannot be reached
+  6  server: the API answered 5xx, stayed too busy (429), or cannot be reached
   7  timeout: --wait gave up before the tenant got there";
 
 /// An error that ends the process with a particular exit code; `main` prints its message.
@@ -81,7 +81,7 @@ fn for_status(status: u16) -> u8 {
         401 | 403 => AUTH,
         404 => NOT_FOUND,
         409 | 412 => CONFLICT,
-        500..=599 => SERVER,
+        429 | 500..=599 => SERVER,
         _ => FAILED,
     }
 }

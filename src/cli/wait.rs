@@ -91,7 +91,7 @@ fn settled(goal: Goal, t: &Tenant) -> Option<Outcome> {
 fn is_retryable(err: &ClientError) -> bool {
     match err {
         ClientError::Unreachable { .. } => true,
-        ClientError::Api(problem) => problem.status >= 500,
+        ClientError::Api(problem) => problem.status >= 500 || problem.status == 429,
         ClientError::Protocol { .. } => false,
     }
 }

@@ -21,6 +21,9 @@ use crate::{
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// A 429 is sent again this many times, after the wait the server asks for (at most 30 s).
+const BUSY_RETRIES: u32 = 5;
+const MAX_BUSY_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -81,20 +84,37 @@ impl Client {
             .bearer_auth(&self.token)
     }
 
+    /// Sends `request`. A 429 means the server turned the request away before doing
+    /// anything with it, so it is sent again, whatever its method, after `Retry-After`.
     async fn send(&self, request: RequestBuilder) -> ClientResult<Response> {
-        let request = request.build().map_err(|e| ClientError::Protocol {
+        let mut request = request.build().map_err(|e| ClientError::Protocol {
             url: self.base.clone(),
             reason: e.to_string(),
         })?;
         let url = request.url().to_string();
-        let response = self
-            .http
-            .execute(request)
-            .await
-            .map_err(|e| ClientError::Unreachable {
-                url: self.base.clone(),
-                reason: root_cause(&e),
-            })?;
+        let mut retries = 0;
+        let response = loop {
+            let again = request.try_clone();
+            let response =
+                self.http
+                    .execute(request)
+                    .await
+                    .map_err(|e| ClientError::Unreachable {
+                        url: self.base.clone(),
+                        reason: root_cause(&e),
+                    })?;
+            match again {
+                Some(next)
+                    if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS
+                        && retries < BUSY_RETRIES =>
+                {
+                    retries += 1;
+                    tokio::time::sleep(retry_after(&response)).await;
+                    request = next;
+                }
+                _ => break response,
+            }
+        };
         if response.status().is_success() {
             Ok(response)
         } else {
@@ -228,6 +248,17 @@ impl Client {
             .await?;
         Ok(page.items)
     }
+}
+
+/// The wait a 429 asks for: `Retry-After` seconds, within 1 s and [`MAX_BUSY_WAIT`].
+fn retry_after(response: &Response) -> Duration {
+    response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(RETRY_AFTER, Duration::from_secs)
+        .clamp(RETRY_AFTER, MAX_BUSY_WAIT)
 }
 
 /// The server may not have seen the request, or may be restarting.

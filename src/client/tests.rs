@@ -146,3 +146,42 @@ async fn a_create_the_server_was_not_ready_for_is_sent_again_with_the_same_key()
     assert_eq!(created.name, "ohio");
     assert_eq!(*keys.lock().unwrap(), ["key-1", "key-1"]);
 }
+
+#[tokio::test]
+async fn a_request_the_server_was_too_busy_for_is_sent_again_after_retry_after() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let app = Router::new().route(
+        "/v1/tenants/ohio",
+        axum::routing::patch(move || {
+            let seen = seen.clone();
+            async move {
+                if seen.fetch_add(1, Ordering::SeqCst) < 2 {
+                    let problem = json!({
+                        "type": "urn:statehouse:problem:too-busy", "title": "Too busy: retry shortly",
+                        "status": 429, "detail": "every database connection stayed busy"
+                    });
+                    (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], Json(problem))
+                        .into_response()
+                } else {
+                    ([(header::ETAG, "\"v1\"")], Json(tenant())).into_response()
+                }
+            }
+        })
+        .get(|| async { ([(header::ETAG, "\"v0\"")], Json(tenant())).into_response() }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = Client::new(&base, "token").unwrap();
+    let started = std::time::Instant::now();
+    client
+        .update("ohio", &json!({"display_name": "Ohio"}))
+        .await
+        .unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "two 429s, then the answer");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "Retry-After was honoured"
+    );
+}
