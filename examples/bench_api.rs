@@ -15,6 +15,9 @@ mod moto;
 #[path = "../tests/support/faults/mod.rs"]
 mod faults;
 
+#[path = "support/bench.rs"]
+mod bench;
+
 #[path = "bench_api/burst.rs"]
 mod burst;
 

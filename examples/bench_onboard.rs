@@ -17,6 +17,9 @@ mod moto;
 #[path = "../tests/support/faults/mod.rs"]
 mod faults;
 
+#[path = "support/bench.rs"]
+mod bench;
+
 #[path = "bench_onboard/slow.rs"]
 mod slow;
 
@@ -65,27 +68,10 @@ async fn aws_at(endpoint: &str) -> Aws {
 
 async fn platform(moto: &moto::Moto) -> Platform {
     let bin = std::env::var("STATEHOUSE_BIN").unwrap_or_else(|_| "target/debug/statehouse".into());
-    let out = std::env::temp_dir().join(format!("statehouse-bench-{}.env", std::process::id()));
-    let status = tokio::process::Command::new(&bin)
-        .args(["dev", "bootstrap", "--out"])
-        .arg(&out)
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_REGION", REGION)
-        .env("AWS_ACCESS_KEY_ID", "bench")
-        .env("AWS_SECRET_ACCESS_KEY", "bench")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
+    let env: HashMap<String, String> = bench::dev_bootstrap(&bin, &moto.endpoint)
         .await
-        .expect("run statehouse dev bootstrap");
-    assert!(status.success());
-    let env: HashMap<String, String> = std::fs::read_to_string(&out)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into_iter()
         .collect();
-    let _ = std::fs::remove_file(out);
     Platform {
         prefix: Prefix::parse("humangov").unwrap(),
         account: env["STATEHOUSE_ACCOUNT_ID"].clone(),
@@ -123,21 +109,8 @@ fn spec() -> SpecDoc {
 
 /// A fresh database of the benchmark's own.
 async fn database(admin_url: &str) -> sqlx::PgPool {
-    let admin = sqlx::PgPool::connect(admin_url)
-        .await
-        .expect("connect to Postgres");
-    sqlx::query("DROP DATABASE IF EXISTS statehouse_bench WITH (FORCE)")
-        .execute(&admin)
-        .await
-        .unwrap();
-    sqlx::query("CREATE DATABASE statehouse_bench")
-        .execute(&admin)
-        .await
-        .unwrap();
-    let (server, _) = admin_url.rsplit_once('/').unwrap();
-    let pool = statehouse::db::connect(&format!("{server}/statehouse_bench"), 20)
-        .await
-        .unwrap();
+    let url = bench::fresh_database(admin_url, "statehouse_bench").await;
+    let pool = statehouse::db::connect(&url, 20).await.unwrap();
     statehouse::db::MIGRATOR.run(&pool).await.unwrap();
     pool
 }
@@ -287,16 +260,6 @@ fn mutating(aws: &Aws) -> usize {
         .sum()
 }
 
-fn percentile(values: &[Duration], p: f64) -> Duration {
-    let mut v = values.to_vec();
-    v.sort();
-    if v.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i]
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
@@ -360,14 +323,14 @@ async fn plain(admin_url: &str) {
             ms(run.wall),
             ms(floor_time),
             run.wall.as_secs_f64() / floor_time.as_secs_f64(),
-            ms(percentile(&run.ready_after, 0.5)),
-            ms(percentile(&run.ready_after, 0.99)),
+            ms(bench::percentile(&run.ready_after, 0.5)),
+            ms(bench::percentile(&run.ready_after, 0.99)),
             per_tenant,
             per_tenant / MINIMAL_CALLS as f64,
             format!(
                 "{}/{}",
-                ms(percentile(&run.first_call_after, 0.5)),
-                ms(percentile(&run.first_call_after, 1.0))
+                ms(bench::percentile(&run.first_call_after, 0.5)),
+                ms(bench::percentile(&run.first_call_after, 1.0))
             ),
         );
     }

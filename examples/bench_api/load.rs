@@ -11,6 +11,8 @@ use hyper::{body::Bytes, Request};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::bench::percentile;
+
 #[derive(Clone)]
 pub struct Load {
     pub addr: String,
@@ -82,19 +84,10 @@ pub async fn run(load: &Load) -> Figures {
             *statuses.entry(status).or_default() += n;
         }
     }
-    latencies.sort_unstable();
     Figures {
         per_second: latencies.len() as f64 / load.measure.as_secs_f64(),
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
         statuses,
     }
-}
-
-/// The `p` quantile of sorted values.
-pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }

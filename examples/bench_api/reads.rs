@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::{
     load::{self, Load},
-    server::{self, Server, ADMIN_TOKEN},
+    server::{Server, ADMIN_TOKEN},
 };
 
 pub const CONNECTIONS: usize = 32;
@@ -17,7 +17,7 @@ fn ms(d: Duration) -> String {
 }
 
 pub async fn run(admin_url: &str, measure: Duration) {
-    let database = server::fresh_database(admin_url, "statehouse_bench_api").await;
+    let database = crate::bench::fresh_database(admin_url, "statehouse_bench_api").await;
     let log = std::env::temp_dir().join("statehouse-bench-api-reads.log");
     let server = Server::start(&database, &["--no-worker"], &[], &log.to_string_lossy()).await;
     let client = reqwest::Client::new();

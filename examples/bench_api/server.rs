@@ -25,25 +25,6 @@ fn binary() -> String {
     std::env::var("STATEHOUSE_BIN").unwrap_or_else(|_| "target/release/statehouse".into())
 }
 
-/// Drops and creates `name` on the server of `admin_url`, and returns its URL.
-pub async fn fresh_database(admin_url: &str, name: &str) -> String {
-    let admin = sqlx::PgPool::connect(admin_url)
-        .await
-        .expect("connect to Postgres");
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    let (server, _) = admin_url.rsplit_once('/').expect("a database URL");
-    let options = std::env::var("STATEHOUSE_BENCH_DB_OPTIONS").unwrap_or_default();
-    format!("{server}/{name}{options}")
-}
-
 /// The server's own settings set for the benchmark (`STATEHOUSE_LOG`,
 /// `STATEHOUSE_DB_MAX_CONNECTIONS`, …), to measure them.
 fn settings_from_environment() -> Vec<(String, String)> {
@@ -137,29 +118,9 @@ impl Server {
     }
 }
 
-/// The shared platform made in the emulator at `endpoint` by `statehouse dev bootstrap`, as
-/// the settings a server needs (AWS_ENDPOINT_URL, STATEHOUSE_CLUSTER, …).
+/// The shared platform in the emulator at `endpoint`, and the AWS settings to reach it.
 pub async fn dev_bootstrap(endpoint: &str) -> Vec<(String, String)> {
-    let out = std::env::temp_dir().join(format!("statehouse-bench-api-{}.env", std::process::id()));
-    let status = Command::new(binary())
-        .args(["dev", "bootstrap", "--out"])
-        .arg(&out)
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "bench")
-        .env("AWS_SECRET_ACCESS_KEY", "bench")
-        .stdout(Stdio::null())
-        .status()
-        .await
-        .expect("statehouse dev bootstrap");
-    assert!(status.success(), "dev bootstrap failed");
-    let text = std::fs::read_to_string(&out).expect("the bootstrap's settings");
-    let _ = std::fs::remove_file(out);
-    let mut env: Vec<(String, String)> = text
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    let mut env = crate::bench::dev_bootstrap(&binary(), endpoint).await;
     env.extend(
         [
             ("AWS_REGION", "us-east-1"),

@@ -12,10 +12,7 @@ use serde_json::Value;
 use crate::{
     db::events::Event,
     domain::tenant::{DataPolicy, Tenant, TenantStatus},
-    http::{
-        error::Problem,
-        tenants::{EventPage, TenantPage},
-    },
+    http::{error::Problem, events::EventPage, tenants::TenantPage},
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -160,9 +157,14 @@ impl Client {
         }
     }
 
+    /// The tenant as the database holds it: a command that just changed it, or waits for
+    /// it, must not read an API process's memory from before the change.
     pub async fn get(&self, name: &str) -> ClientResult<Tagged> {
-        self.tagged(self.request(Method::GET, &tenant_path(name)))
-            .await
+        self.tagged(
+            self.request(Method::GET, &tenant_path(name))
+                .header(header::CACHE_CONTROL, "no-cache"),
+        )
+        .await
     }
 
     /// One page of `GET /v1/tenants`.

@@ -35,9 +35,7 @@ const MAX_REASON: usize = 500;
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PauseTenant {
-    /// Shown on the tenant and in its history: at most 500 characters, no control
-    /// characters. One that is only white space is no reason.
-    #[schema(schema_with = reason_schema, example = "restoring the table from a backup by hand, ticket OPS-1234")]
+    #[schema(schema_with = reason_schema)]
     reason: Option<String>,
 }
 
@@ -46,7 +44,14 @@ impl Body for PauseTenant {
 }
 
 fn reason_schema() -> impl Into<RefOr<Schema>> {
-    text::schema(MAX_REASON, false, true)
+    let mut schema = text::schema(MAX_REASON, false, true);
+    schema.description = Some(
+        "Shown on the tenant and in its history: at most 500 characters, no control \
+         characters; stored trimmed, and one that is only white space is no reason."
+            .into(),
+    );
+    schema.examples = vec!["restoring the table from a backup by hand, ticket OPS-1234".into()];
+    schema
 }
 
 /// Ask for an immediate reconcile.

@@ -40,35 +40,30 @@ where
         let state = AppState::from_ref(state);
         let token = bearer_token(parts)?;
         let hash = hash_token(token);
-        let caller =
-            if state.bootstrap_token_hash == Some(hash) {
-                Caller {
-                    key_name: BOOTSTRAP_KEY_NAME.into(),
-                    role: Role::Admin,
+        let caller = if state.bootstrap_token_hash == Some(hash) {
+            Caller {
+                key_name: BOOTSTRAP_KEY_NAME.into(),
+                role: Role::Admin,
+            }
+        } else {
+            match state.keys.get(&hash) {
+                Ok(caller) => caller,
+                Err(ticket) => {
+                    let key = db::keys::find_active(&state.pool, &hash).await?.ok_or(
+                        ApiError::Unauthorized("the API key is not valid or has been revoked"),
+                    )?;
+                    db::keys::touch(&state.pool, key.id).await?;
+                    let caller = Caller {
+                        key_name: key.name,
+                        role: key.role,
+                    };
+                    if let Some(ticket) = ticket {
+                        state.keys.keep(ticket, caller.clone());
+                    }
+                    caller
                 }
-            } else if let Some(hit) = state.keys.get(&hash) {
-                if let Some(key_id) = hit.touch {
-                    // Bookkeeping only: the request does not wait for it.
-                    let pool = state.pool.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = db::keys::touch(&pool, key_id).await {
-                            tracing::debug!(error = %e, "cannot record a key's use");
-                        }
-                    });
-                }
-                hit.caller
-            } else {
-                let key = db::keys::find_active(&state.pool, &hash).await?.ok_or(
-                    ApiError::Unauthorized("the API key is not valid or has been revoked"),
-                )?;
-                db::keys::touch(&state.pool, key.id).await?;
-                let caller = Caller {
-                    key_name: key.name,
-                    role: key.role,
-                };
-                state.keys.insert(hash, key.id, caller.clone());
-                caller
-            };
+            }
+        };
         parts.extensions.insert(caller.clone());
         Ok(caller)
     }

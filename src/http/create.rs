@@ -17,7 +17,7 @@ use super::{
     error::{ApiError, ApiResult, Problem},
     extract::{from_value, AppJson, Body},
     headers::IdempotencyKey,
-    tenants::{check_display_name, display_name_schema, location, record, tenant_response},
+    tenants::{check_display_name, display_name_schema, evict, location, record, tenant_response},
     AppState,
 };
 use crate::{
@@ -156,7 +156,7 @@ pub(super) async fn create_tenant(
         }
         tx.commit().await?;
         // A tombstone of that name may be cached.
-        state.tenants.evict(&tenant.name);
+        evict(&state, &tenant.name);
         return Ok(tenant_response(StatusCode::ACCEPTED, &tenant, true));
     }
 }

@@ -13,10 +13,12 @@ use utoipa::IntoParams;
 use super::error::ApiError;
 use crate::domain::{state::StateSlug, FieldError, ValidationErrors};
 
-/// A request body's type. Serde reads a struct from a JSON array as well as from an
+/// A request body's type: the media types it is accepted as (those its operation
+/// documents), and its shape. Serde reads a struct from a JSON array as well as from an
 /// object, which the document does not allow, so the shape is checked first: `Some`
 /// members means the body is an object and so is each of those members (or `null`).
 pub trait Body: DeserializeOwned {
+    const MEDIA_TYPES: &'static [&'static str] = &["application/json"];
     const OBJECT_MEMBERS: Option<&'static [&'static str]>;
 }
 
@@ -33,9 +35,7 @@ impl<S: Send + Sync, T: Body> FromRequest<S> for AppJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !is_json(req.headers()) {
-            return Err(not_json());
-        }
+        accepts::<T>(req.headers())?;
         let bytes = body_bytes(req, state).await?;
         parse_json(&bytes).map(Self)
     }
@@ -49,14 +49,12 @@ impl<S: Send + Sync, T: Body> FromRequest<S> for OptionalJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let json = is_json(req.headers());
+        let accepted = accepts::<T>(req.headers());
         let bytes = body_bytes(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(None));
         }
-        if !json {
-            return Err(not_json());
-        }
+        accepted?;
         match parse_json::<serde_json::Value>(&bytes)? {
             serde_json::Value::Null => Ok(Self(None)),
             value => from_value(value).map(|body| Self(Some(body))),
@@ -78,26 +76,22 @@ pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes
     })
 }
 
-/// `application/json`, or any `+json` type such as `application/merge-patch+json`.
-pub fn is_json(headers: &HeaderMap) -> bool {
-    let Some(essence) = headers
+/// Whether the body's media type is one `T` is documented with (parameters such as
+/// `charset` aside); otherwise a 415 that says which.
+fn accepts<T: Body>(headers: &HeaderMap) -> Result<(), ApiError> {
+    let essence = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-    else {
-        return false;
-    };
-    essence == "application/json"
-        || essence
-            .strip_prefix("application/")
-            .is_some_and(|sub| sub.ends_with("+json"))
-}
-
-pub fn not_json() -> ApiError {
-    ApiError::UnsupportedMediaType(
-        "send the body as JSON with `Content-Type: application/json`".into(),
-    )
+        .map(|v| v.trim().to_ascii_lowercase());
+    if essence.is_some_and(|e| T::MEDIA_TYPES.contains(&e.as_str())) {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "send the body as JSON with `Content-Type: {}`",
+            T::MEDIA_TYPES.join("` or `")
+        )))
+    }
 }
 
 /// Syntax errors are a 400; a body of the wrong shape is a 422 naming the member at fault.
@@ -127,17 +121,17 @@ pub fn from_value<T: Body>(value: serde_json::Value) -> Result<T, ApiError> {
 }
 
 fn shape_error(path: &str, err: &serde_json::Error) -> ApiError {
-    ApiError::Validation(ValidationErrors(vec![member_error(path, &err.to_string())]))
+    ApiError::Validation(ValidationErrors(vec![member_error(
+        path,
+        &err.to_string(),
+        "body",
+    )]))
 }
 
 /// Serde reports a missing member at its parent; the problem names the member itself. (An
-/// unknown member is reported at its own path already.)
-fn member_error(path: &str, message: &str) -> FieldError {
-    let message = message
-        .split(" at line ")
-        .next()
-        .unwrap_or(message)
-        .to_owned();
+/// unknown member is reported at its own path already.) What is wrong with `whole`, the
+/// body or the query string, rather than one member of it, names that.
+fn member_error(path: &str, message: &str, whole: &str) -> FieldError {
     let missing = message
         .strip_prefix("missing field `")
         .and_then(|rest| rest.split('`').next());
@@ -146,9 +140,58 @@ fn member_error(path: &str, message: &str) -> FieldError {
         (Some(parent), Some(member)) => format!("{parent}.{member}"),
         (None, Some(member)) => member.to_owned(),
         (Some(at), None) => at.to_owned(),
-        (None, None) => "body".to_owned(),
+        (None, None) => whole.to_owned(),
     };
     FieldError::new(field, message)
+}
+
+/// Query string; unknown parameters and bad values are a 400 naming the parameter.
+pub struct AppQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for AppQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let pairs = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(pairs)
+            .map(Self)
+            .map_err(|err| {
+                let field =
+                    member_error(&err.path().to_string(), &err.inner().to_string(), "query");
+                ApiError::invalid_parameter(field.field, field.message)
+            })
+    }
+}
+
+/// The `{name}` path segment: a state's slug or postal code, exactly as documented. Any
+/// other segment, even one that is not UTF-8, is the same 422.
+#[derive(IntoParams)]
+#[into_params(names("name"), parameter_in = Path)]
+pub struct TenantName(
+    /// The state: its slug, or its postal code in upper or lower case.
+    pub StateSlug,
+);
+
+impl<S: Send + Sync> FromRequestParts<S> for TenantName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let raw = match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(raw)) => raw,
+            // `/v1/tenants/{name}…`: a segment that does not decode to UTF-8.
+            Err(PathRejection::FailedToDeserializePathParams(_)) => {
+                let segment = parts.uri.path().split('/').nth(3).unwrap_or_default();
+                percent_encoding::percent_decode_str(segment)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            }
+            Err(other) => return Err(ApiError::BadRequest(other.body_text())),
+        };
+        StateSlug::from_api(&raw)
+            .map(TenantName)
+            .map_err(|e| ApiError::invalid("name", e.to_string()))
+    }
 }
 
 #[cfg(test)]
@@ -166,6 +209,7 @@ mod tests {
     }
 
     impl Body for Outer {
+        const MEDIA_TYPES: &'static [&'static str] = &["application/json"];
         const OBJECT_MEMBERS: Option<&'static [&'static str]> = Some(&["inner"]);
     }
 
@@ -217,53 +261,5 @@ mod tests {
                 "{body:?}"
             );
         }
-    }
-}
-
-/// Query string; unknown parameters and bad values are a 400 naming the parameter.
-pub struct AppQuery<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for AppQuery<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let query = parts.uri.query().unwrap_or_default();
-        let pairs = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(pairs)
-            .map(Self)
-            .map_err(|err| {
-                let field = member_error(&err.path().to_string(), &err.inner().to_string());
-                ApiError::invalid_parameter(field.field, field.message)
-            })
-    }
-}
-
-/// The `{name}` path segment: a state's slug or postal code, exactly as documented. Any
-/// other segment, even one that is not UTF-8, is the same 422.
-#[derive(IntoParams)]
-#[into_params(names("name"), parameter_in = Path)]
-pub struct TenantName(
-    /// The state: its slug, or its postal code in upper or lower case.
-    pub StateSlug,
-);
-
-impl<S: Send + Sync> FromRequestParts<S> for TenantName {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let raw = match Path::<String>::from_request_parts(parts, state).await {
-            Ok(Path(raw)) => raw,
-            // `/v1/tenants/{name}…`: a segment that does not decode to UTF-8.
-            Err(PathRejection::FailedToDeserializePathParams(_)) => {
-                let segment = parts.uri.path().split('/').nth(3).unwrap_or_default();
-                percent_encoding::percent_decode_str(segment)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            }
-            Err(other) => return Err(ApiError::BadRequest(other.body_text())),
-        };
-        StateSlug::from_api(&raw)
-            .map(TenantName)
-            .map_err(|e| ApiError::invalid("name", e.to_string()))
     }
 }

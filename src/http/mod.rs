@@ -2,16 +2,17 @@
 
 mod actions;
 pub mod admission;
-mod auth;
+pub mod auth;
+pub mod cache;
 mod create;
 mod cursor;
 pub mod error;
+pub mod events;
 mod extract;
 mod headers;
 mod health;
-pub mod key_cache;
 pub mod openapi;
-pub mod tenant_cache;
+mod patch;
 pub mod tenants;
 mod watch;
 
@@ -41,8 +42,11 @@ use crate::{
 };
 use admission::Admission;
 use error::ApiError;
-use key_cache::KeyCache;
-use tenant_cache::TenantCache;
+
+/// API keys found valid, by the SHA-256 of their token.
+pub type KeyCache = cache::Cache<[u8; 32], auth::Caller>;
+/// Tenants as GET served them, by slug.
+pub type TenantCache = cache::Cache<&'static str, tenants::Served>;
 
 /// Bodies larger than this are refused with a 413 before they are parsed.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

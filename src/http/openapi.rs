@@ -16,7 +16,7 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use super::{actions, health, tenants, AppState};
+use super::{actions, events, health, tenants, AppState};
 use crate::domain::spec::{SpecInput, SpecLimits, SpecPatch};
 
 #[derive(OpenApi)]
@@ -116,6 +116,7 @@ fn retry_later(description: &str) -> Response {
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(tenants::router())
+        .merge(events::router())
         .merge(actions::router())
         .merge(health::router())
 }

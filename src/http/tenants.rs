@@ -18,20 +18,17 @@ use uuid::Uuid;
 
 use super::{
     auth::{AdminCaller, Caller},
-    create::__path_create_tenant,
-    create::create_tenant,
+    create::{__path_create_tenant, create_tenant},
     cursor,
     error::{ApiError, ApiResult, Problem},
-    extract::{AppJson, AppQuery, Body, TenantName},
+    extract::{AppQuery, TenantName},
     headers::{self, etag},
-    tenant_cache::Served,
+    patch::{__path_patch_tenant, patch_tenant},
     AppState,
 };
 use crate::{
-    db::{self, events::NewEvent, tenants::DesiredChange},
+    db::{self, events::NewEvent},
     domain::{
-        present,
-        spec::{SpecPatch, TenantSpec},
         state::StateSlug,
         tenant::{DataPolicy, Tenant, TenantStatus},
         text, ValidationErrors,
@@ -42,28 +39,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_tenants, create_tenant))
         .routes(routes!(get_tenant, patch_tenant, delete_tenant))
-        .routes(routes!(list_events))
 }
 
 const MAX_DISPLAY_NAME: usize = 100;
-
-/// A JSON merge patch (RFC 7396) of a tenant: members left out keep their value, members set
-/// to `null` return to their defaults.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PatchTenant {
-    #[serde(default, deserialize_with = "present")]
-    #[schema(schema_with = display_name_schema)]
-    display_name: Option<Option<String>>,
-    /// `null` restores every member's default.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<SpecPatch>)]
-    spec: Option<Option<SpecPatch>>,
-}
-
-impl Body for PatchTenant {
-    const OBJECT_MEMBERS: Option<&'static [&'static str]> = Some(&["spec"]);
-}
 
 pub(super) fn display_name_schema() -> impl Into<RefOr<Schema>> {
     let mut schema = text::schema(MAX_DISPLAY_NAME, true, true);
@@ -98,18 +76,6 @@ pub struct DeleteParams {
     data: Option<DataPolicy>,
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct PageParams {
-    /// Page size (default 100).
-    #[param(minimum = 1, maximum = 500)]
-    limit: Option<u32>,
-    /// `next_cursor` from the previous page, unchanged; any other value is a 400.
-    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
-    cursor: Option<String>,
-}
-
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct TenantPage {
     pub items: Vec<Tenant>,
@@ -117,15 +83,15 @@ pub struct TenantPage {
     pub next_cursor: Option<String>,
 }
 
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct EventPage {
-    pub items: Vec<db::events::Event>,
-    /// Pass as `cursor` for the next page; null on the last page.
-    pub next_cursor: Option<String>,
-}
-
 pub(super) fn location(name: &str) -> String {
     format!("/v1/tenants/{name}")
+}
+
+/// A tenant's answer: its JSON and its ETag.
+#[derive(Clone)]
+pub struct Served {
+    pub body: axum::body::Bytes,
+    pub etag: String,
 }
 
 /// The tenant as JSON with its ETag, serialised once for both.
@@ -206,8 +172,15 @@ pub(super) async fn commit_change(
     db::tenants::notify_changed(&mut tx, &tenant.name).await?;
     tx.commit().await?;
     // Before the answer goes out, so the caller reads its own write from this process.
-    state.tenants.evict(&tenant.name);
+    evict(state, &tenant.name);
     Ok(())
+}
+
+/// Forgets what GET served of the tenant called `name`.
+pub(super) fn evict(state: &AppState, name: &str) {
+    if let Ok(state_name) = StateSlug::from_api(name) {
+        state.tenants.evict(&state_name.as_str());
+    }
 }
 
 pub(super) async fn record(
@@ -307,7 +280,7 @@ async fn get_tenant(
     TenantName(name): TenantName,
     request_headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let served = match state.tenants.get(name) {
+    let served = match state.tenants.get(&name.as_str()) {
         Ok(cached) if !headers::no_cache(&request_headers) => cached,
         cached => {
             let tenant = db::tenants::find_latest(&state.pool, name)
@@ -330,145 +303,11 @@ pub(super) fn not_found(name: StateSlug) -> ApiError {
     ApiError::NotFound(format!("there is no tenant for {name}"))
 }
 
-fn stale(tenant: &Tenant) -> ApiError {
+pub(super) fn stale(tenant: &Tenant) -> ApiError {
     ApiError::PreconditionFailed(format!(
         "tenant {} changed since that ETag was read; GET it again and retry",
         tenant.name
     ))
-}
-
-/// Change a tenant's spec or display name.
-///
-/// The body is a JSON merge patch (RFC 7396) and needs the current ETag in `If-Match`.
-/// A change to `spec` bumps `generation`, and the worker rolls it out. What is wrong with
-/// the body itself is said first (400, 415, 422); then the preconditions (428, 404, 412,
-/// 409); then the rules between the patched spec's members (422).
-#[utoipa::path(
-    patch, path = "/v1/tenants/{name}", tag = "tenants",
-    security(("bearer" = [])),
-    params(
-        TenantName,
-        ("If-Match" = String, Header, description = "The tenant's current ETag (or `*`)"),
-    ),
-    request_body(content(
-        (PatchTenant = "application/merge-patch+json"),
-        (PatchTenant = "application/json"),
-    )),
-    responses(
-        (status = 200, body = Tenant, headers(("ETag" = String))),
-        (status = 400, description = "The body is not JSON, or If-Match is not text", body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "A viewer key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The tenant is being deleted", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "The ETag is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A member breaks its rule, or the patched spec breaks a rule between members (each named in `errors`)", body = Problem, content_type = "application/problem+json"),
-        (status = 428, description = "If-Match is missing", body = Problem, content_type = "application/problem+json"),
-    )
-)]
-async fn patch_tenant(
-    State(state): State<AppState>,
-    AdminCaller(caller): AdminCaller,
-    TenantName(name): TenantName,
-    request_headers: HeaderMap,
-    AppJson(patch): AppJson<PatchTenant>,
-) -> ApiResult<Response> {
-    let mut errors = ValidationErrors::default();
-    if let Some(Some(value)) = &patch.display_name {
-        check_display_name(value, &mut errors);
-    }
-    if let Some(Some(spec)) = &patch.spec {
-        errors.0.extend(spec.check(state.settings.spec_limits).0);
-    }
-    if !errors.0.is_empty() {
-        return Err(errors.into());
-    }
-    let Some(if_match) = headers::if_match(&request_headers)? else {
-        return Err(ApiError::PreconditionRequired(
-            "send the tenant's current ETag in If-Match (GET it first) so concurrent changes are not lost".into(),
-        ));
-    };
-
-    let mut tx = state.pool.begin().await?;
-    let current = lock_live(&mut tx, name).await?;
-    if !headers::tag_matches(if_match, &etag(&current)) {
-        return Err(stale(&current));
-    }
-    if current.status == TenantStatus::Deleting {
-        return Err(ApiError::Conflict(format!(
-            "tenant {name} is being deleted and can no longer be changed"
-        )));
-    }
-
-    let display_name = match &patch.display_name {
-        None => current.display_name.clone(),
-        Some(None) => name.official_name().to_owned(),
-        Some(Some(value)) => value.trim().to_owned(),
-    };
-    let spec = match &patch.spec {
-        None => current.spec.clone(),
-        Some(spec_patch) => {
-            let defaults = &state.settings.spec_defaults;
-            let patched = match spec_patch {
-                Some(p) => p.apply(&current.spec, defaults),
-                None => defaults.clone(),
-            };
-            TenantSpec::validate(patched, Some(state.settings.spec_limits))?.to_doc()
-        }
-    };
-
-    let spec_changed = spec != current.spec;
-    if !spec_changed && display_name == current.display_name {
-        return Ok(tenant_response(StatusCode::OK, &current, false));
-    }
-    let change = DesiredChange {
-        display_name: &display_name,
-        spec: &spec,
-        generation: current.generation + i64::from(spec_changed),
-        status: if spec_changed {
-            status_after_spec_change(&current)
-        } else {
-            current.status
-        },
-    };
-    let updated = db::tenants::update_desired(&mut tx, current.id, change).await?;
-    let details = json!({
-        "display_name": (display_name != current.display_name).then_some(&display_name),
-        "spec": spec_changed.then_some(&spec),
-        "previous_generation": current.generation,
-    });
-    let message = if spec_changed {
-        format!(
-            "spec changed to generation {} by key {}",
-            updated.generation, caller.key_name
-        )
-    } else {
-        format!("display name changed by key {}", caller.key_name)
-    };
-    commit_change(
-        &state,
-        tx,
-        &updated,
-        &caller,
-        "tenant.updated",
-        message,
-        details,
-    )
-    .await?;
-    Ok(tenant_response(StatusCode::OK, &updated, false))
-}
-
-/// A new generation is rolled out; a tenant never fully provisioned waits for the worker.
-fn status_after_spec_change(current: &Tenant) -> TenantStatus {
-    match current.status {
-        TenantStatus::Ready | TenantStatus::Failed if current.observed_generation > 0 => {
-            TenantStatus::Updating
-        }
-        TenantStatus::Failed => TenantStatus::Pending,
-        other => other,
-    }
 }
 
 /// Delete a tenant.
@@ -539,46 +378,4 @@ async fn delete_tenant(
     )
     .await?;
     Ok(tenant_response(StatusCode::ACCEPTED, &tenant, true))
-}
-
-/// A state's history, newest first, across every tenant it has had.
-#[utoipa::path(
-    get, path = "/v1/tenants/{name}/events", tag = "tenants",
-    security(("bearer" = [])),
-    params(TenantName, PageParams),
-    responses(
-        (status = 200, body = EventPage),
-        (status = 400, description = "A query parameter breaks its rule (named in `errors`)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Not a state's name", body = Problem, content_type = "application/problem+json"),
-    )
-)]
-async fn list_events(
-    State(state): State<AppState>,
-    _caller: Caller,
-    TenantName(name): TenantName,
-    AppQuery(params): AppQuery<PageParams>,
-) -> ApiResult<Json<EventPage>> {
-    let limit = cursor::limit(params.limit)?;
-    let before = params
-        .cursor
-        .as_deref()
-        .map(|c| {
-            cursor::decode(c)?
-                .parse::<i64>()
-                .map_err(|_| cursor::invalid())
-        })
-        .transpose()?;
-    if before.is_none() && db::tenants::find_latest(&state.pool, name).await?.is_none() {
-        return Err(not_found(name));
-    }
-    let mut items = db::events::list(&state.pool, name, before, limit + 1).await?;
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|e| cursor::encode(&e.id.to_string()))
-    } else {
-        None
-    };
-    Ok(Json(EventPage { items, next_cursor }))
 }

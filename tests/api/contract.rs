@@ -60,7 +60,12 @@ async fn generated_requests_meet_only_documented_answers(pool: PgPool) {
         ])
         .args(["--checks", "all", "--phases", "examples,coverage,fuzzing"])
         .args(["--max-examples", &examples, "--seed", &seed])
-        .args(["--workers", "2", "--no-color"])
+        // One worker: with two threads, the machine's CPython 3.11 was seen failing inside
+        // `ast.parse` ("AST constructor recursion depth mismatch"), which hypothesis calls
+        // while it builds strategies.
+        .args(["--workers", "1", "--no-color"])
+        .args(["--report", "json", "--report-json-path"])
+        .arg(run_dir.join("report.json"))
         .env("SCHEMATHESIS_HOOKS", contract.join("checks.py"))
         .current_dir(&run_dir)
         .stdin(Stdio::null())
@@ -72,44 +77,32 @@ async fn generated_requests_meet_only_documented_answers(pool: PgPool) {
                 binary.display()
             )
         });
+    let report: Value = std::fs::read(run_dir.join("report.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or(Value::Null);
     let _ = std::fs::remove_dir_all(&run_dir);
-    let report = String::from_utf8_lossy(&output.stdout);
-    let summary = report.rsplit("SUMMARY").next().unwrap_or(&report);
+    let printed = String::from_utf8_lossy(&output.stdout);
+    let summary = printed.rsplit("SUMMARY").next().unwrap_or(&printed);
     println!("schemathesis seed {seed}, {examples} examples per operation:\n{summary}");
     assert!(
-        output.status.success(),
-        "the server broke its contract (replay with STATEHOUSE_CONTRACT_SEED={seed}):\n{report}\n{}",
+        output.status.success() && report["exit_code"] == 0,
+        "the server broke its contract (replay with STATEHOUSE_CONTRACT_SEED={seed}):\n{printed}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let generated: u64 = summary
-        .lines()
-        .skip_while(|l| !l.starts_with("Test cases"))
-        .nth(1)
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let operations = &report["operations"];
+    assert_eq!(
+        operations["tested"], operations["total"],
+        "every operation was tested: {operations}"
+    );
+    let generated = report["test_cases"]["generated"].as_u64().unwrap_or(0);
     assert!(
         generated >= 1000,
-        "only {generated} requests were generated:\n{summary}"
+        "only {generated} requests were generated"
     );
-    let operations = operation_count(&app).await;
-    assert!(
-        summary.contains(&format!("Tested: {operations}\n")),
-        "not all {operations} operations were tested:\n{summary}"
+    assert_eq!(
+        report["warnings"]["unsupported_regex"],
+        serde_json::json!([]),
+        "schemathesis reads every pattern in the document"
     );
-}
-
-async fn operation_count(app: &TestApp) -> usize {
-    let doc: Value = app
-        .get("/openapi.json")
-        .await
-        .json()
-        .await
-        .expect("the document");
-    doc["paths"]
-        .as_object()
-        .expect("paths")
-        .values()
-        .map(|item| item.as_object().map_or(0, |ops| ops.len()))
-        .sum()
 }

@@ -31,6 +31,29 @@ async fn a_body_that_is_not_json_is_415(pool: PgPool) {
         }
         problem(request.send().await.unwrap(), 415, "unsupported-media-type").await;
     }
+    // JSON, but not a media type the operation documents.
+    let merge_patch = app
+        .admin(Method::POST, "/v1/tenants")
+        .header(header::CONTENT_TYPE, "application/merge-patch+json")
+        .body(r#"{"name": "ohio"}"#);
+    problem(
+        merge_patch.send().await.unwrap(),
+        415,
+        "unsupported-media-type",
+    )
+    .await;
+    app.create_ok("ohio").await;
+    let json_patch = app
+        .admin(Method::PATCH, "/v1/tenants/ohio")
+        .header(header::CONTENT_TYPE, "application/json-patch+json")
+        .header(header::IF_MATCH, "*")
+        .body(r#"[{"op": "replace", "path": "/display_name", "value": "x"}]"#);
+    problem(
+        json_patch.send().await.unwrap(),
+        415,
+        "unsupported-media-type",
+    )
+    .await;
 }
 
 #[sqlx::test]

@@ -8,7 +8,7 @@ use statehouse::{
     auth::{generate_token, hash_token, Role},
     db::{self, cells::CellCapacity},
     domain::spec::{SpecDoc, SpecLimits},
-    http::{self, ApiSettings, AppState, Tuning},
+    http::{self, ApiSettings, AppState, TenantCache, Tuning},
     metrics::Metrics,
 };
 use tokio::{net::TcpListener, sync::oneshot};
@@ -28,6 +28,8 @@ pub struct TestApp {
     pub admin: String,
     pub viewer: String,
     pub metrics: Arc<Metrics>,
+    /// What the server keeps of the tenants it served.
+    pub tenants: TenantCache,
     _stop: oneshot::Sender<()>,
 }
 
@@ -113,6 +115,7 @@ impl TestApp {
             admin,
             viewer,
             metrics,
+            tenants: caches,
             _stop: stop,
         }
     }

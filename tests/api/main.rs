@@ -9,5 +9,6 @@ mod errors;
 mod health;
 mod helpers;
 mod openapi;
+mod patch;
 mod reliability;
 mod tenants;

@@ -256,13 +256,13 @@ async fn a_burst_of_creates_fills_a_cell_exactly_and_no_more(pool: PgPool) {
     assert_eq!(events, 20, "a refused create leaves no trace");
 }
 
-/// Until a backend of `pool`'s database waits for a lock.
-async fn someone_waits_for_a_lock(pool: &PgPool) {
+/// Until a `SELECT … FOR UPDATE` on `pool`'s database waits for its lock.
+async fn a_row_lock_is_awaited(pool: &PgPool) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-             WHERE NOT l.granted AND a.datname = current_database()",
+             WHERE NOT l.granted AND a.datname = current_database() AND a.query LIKE '%FOR UPDATE%'",
         )
         .fetch_one(pool)
         .await
@@ -303,7 +303,7 @@ async fn a_request_that_waits_too_long_for_a_connection_is_told_to_come_back(poo
                 .status()
         })
     };
-    someone_waits_for_a_lock(&pool).await;
+    a_row_lock_is_awaited(&pool).await;
 
     let busy = app.get("/v1/tenants").await;
     assert_eq!(header_value(&busy, "retry-after"), "1");
