@@ -213,7 +213,8 @@ impl TestApp {
             .expect("DELETE")
     }
 
-    /// What the worker does once every resource is verified gone.
+    /// What the worker does once every resource is verified gone; returns once the API
+    /// serves it, as it does as soon as the change's announcement reaches it.
     pub async fn finish_deletion(&self, name: &str) {
         let slug = statehouse::domain::state::StateSlug::parse(name).expect("state name");
         let tenant = db::tenants::find_latest(&self.pool, slug)
@@ -224,6 +225,23 @@ impl TestApp {
         db::tenants::mark_deleted(&mut conn, tenant.id)
             .await
             .expect("mark deleted");
+        let deadline = tokio::time::Instant::now() + CACHE_TTL / 2;
+        loop {
+            let served: Value = self
+                .get(&format!("/v1/tenants/{name}"))
+                .await
+                .json()
+                .await
+                .expect("tenant JSON");
+            if served["status"] == "deleted" {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the API never heard that {name} was deleted"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
