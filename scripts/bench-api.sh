@@ -8,11 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-ensure_postgres
-ensure_moto
-export STATEHOUSE_MOTO_SERVER=$PWD/$VENV_DIR/bin/moto_server
-# The benchmark creates (and re-creates) its own databases through this one.
-export DATABASE_URL=$(database_url postgres)
+prepare_bench
 say "Building the release binary and the benchmark (the first time takes about half an hour)"
 cargo build --release --locked --bin statehouse --example bench_api
 export STATEHOUSE_BIN=${STATEHOUSE_BIN:-$PWD/target/release/statehouse}

@@ -8,11 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-ensure_postgres
-ensure_moto
-export STATEHOUSE_MOTO_SERVER=$PWD/$VENV_DIR/bin/moto_server
-# The benchmark creates (and re-creates) its own database, statehouse_bench, through this one.
-export DATABASE_URL=$(database_url postgres)
+prepare_bench
 cargo build --locked --bin statehouse --example bench_onboard
 export STATEHOUSE_BIN=$PWD/target/debug/statehouse
 exec ./target/debug/examples/bench_onboard

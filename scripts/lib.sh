@@ -70,3 +70,12 @@ ensure_contract_tools() {
     "$CONTRACT_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$CONTRACT_REQUIREMENTS"
     echo "$want" > "$stamp"
 }
+
+# What a benchmark needs: Postgres, the emulator, and a database URL on which it may
+# create (and re-create) databases of its own.
+prepare_bench() {
+    ensure_postgres
+    ensure_moto
+    export STATEHOUSE_MOTO_SERVER=$PWD/$VENV_DIR/bin/moto_server
+    export DATABASE_URL=$(database_url postgres)
+}

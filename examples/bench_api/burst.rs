@@ -190,16 +190,7 @@ pub async fn run(admin_url: &str) {
     let client = reqwest::Client::new();
 
     let existing: Vec<StateSlug> = StateSlug::all().step_by(2).collect();
-    for state in &existing {
-        let created = client
-            .post(server.url("/v1/tenants"))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({ "name": state.as_str() }))
-            .send()
-            .await
-            .expect("create");
-        assert_eq!(created.status(), 202);
-    }
+    server.create(&client, &existing).await;
     ready(&server, &client, existing.len()).await;
     let mut tagged = Vec::new();
     for state in existing {

@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::{
     load::{self, Load},
     server::{Server, ADMIN_TOKEN},
@@ -21,16 +19,8 @@ pub async fn run(admin_url: &str, measure: Duration) {
     let log = std::env::temp_dir().join("statehouse-bench-api-reads.log");
     let server = Server::start(&database, &["--no-worker"], &[], &log.to_string_lossy()).await;
     let client = reqwest::Client::new();
-    for state in statehouse::domain::state::StateSlug::all() {
-        let created = client
-            .post(server.url("/v1/tenants"))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({ "name": state.as_str() }))
-            .send()
-            .await
-            .expect("create");
-        assert_eq!(created.status(), 202);
-    }
+    let states: Vec<_> = statehouse::domain::state::StateSlug::all().collect();
+    server.create(&client, &states).await;
     let viewer = server.key("bench-viewer", "viewer").await;
     let admin = ADMIN_TOKEN.to_owned();
     println!(

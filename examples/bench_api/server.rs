@@ -5,6 +5,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use statehouse::domain::state::StateSlug;
 use tokio::process::{Child, Command};
 
 pub const ADMIN_TOKEN: &str = "bench-api-admin-token-0123456789";
@@ -95,6 +96,20 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Creates the tenants of `states` with the bootstrap token.
+    pub async fn create(&self, client: &reqwest::Client, states: &[StateSlug]) {
+        for state in states {
+            let created = client
+                .post(self.url("/v1/tenants"))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&serde_json::json!({ "name": state.as_str() }))
+                .send()
+                .await
+                .expect("create");
+            assert_eq!(created.status(), 202);
+        }
     }
 
     /// A named key made as an operator makes one: `statehouse keys create`.

@@ -65,7 +65,6 @@ fn reason_schema() -> impl Into<RefOr<Schema>> {
     params(TenantName),
     responses(
         (status = 202, description = "A pass is due now", body = Tenant, headers(("Location" = String), ("ETag" = String))),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A viewer key", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The tenant is paused", body = Problem, content_type = "application/problem+json"),
@@ -112,7 +111,6 @@ async fn reconcile_tenant(
     responses(
         (status = 200, description = "Paused", body = Tenant, headers(("ETag" = String))),
         (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A viewer key", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
@@ -169,7 +167,6 @@ async fn pause_tenant(
     params(TenantName),
     responses(
         (status = 200, description = "Resumed (or was not paused)", body = Tenant, headers(("ETag" = String))),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A viewer key", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not a state's name", body = Problem, content_type = "application/problem+json"),

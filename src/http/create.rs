@@ -62,7 +62,6 @@ impl Body for CreateTenant {
         (status = 202, description = "Accepted; provisioning follows", body = Tenant,
             headers(("Location" = String), ("ETag" = String))),
         (status = 400, description = "The body is not JSON, or the Idempotency-Key breaks its rule", body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A viewer key", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A live tenant of that name exists (`conflict`), or no cell has room (`no-capacity`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),

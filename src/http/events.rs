@@ -46,7 +46,6 @@ pub struct EventPage {
     responses(
         (status = 200, body = EventPage),
         (status = 400, description = "A query parameter breaks its rule (named in `errors`)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not a state's name", body = Problem, content_type = "application/problem+json"),
     )

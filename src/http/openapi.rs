@@ -26,8 +26,8 @@ use crate::domain::spec::{SpecInput, SpecLimits, SpecPatch};
         description = "Gives every US state its own isolated copy of the application on AWS. \
             Every `/v1` call needs `Authorization: Bearer <key>`; errors are RFC 9457 problems \
             (`application/problem+json`) whose `errors` name the member or parameter at fault. \
-            Any `/v1` call may also answer 429 (every database connection busy; retry after \
-            `Retry-After` seconds) or 503 (the database cannot be reached).",
+            Any `/v1` call may also answer 401 (no valid key), 429 (every database connection \
+            busy; retry after `Retry-After` seconds) or 503 (the database cannot be reached).",
         license(name = "Apache-2.0"),
     ),
     modifiers(&BearerAuth),
@@ -49,37 +49,60 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The answers any `/v1` operation can give, whatever it does; applied once every route
-/// is merged in.
+/// The answers any `/v1` operation can give, whatever it does (a bad key, a full queue, a
+/// database down); applied once every route is merged in.
 struct SharedAnswers;
 
 impl Modify for SharedAnswers {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let shared = [
-            (
-                "429",
-                "Every database connection stayed busy while the request waited its turn; retry after `Retry-After` seconds",
-            ),
-            (
-                "503",
-                "The database cannot be reached; retry after `Retry-After` seconds",
-            ),
-        ];
         for (path, item) in openapi.paths.paths.iter_mut() {
             if !path.starts_with("/v1/") {
                 continue;
             }
             for operation in operations(item) {
-                for (status, description) in shared {
+                for (status, answer) in shared_answers() {
                     operation
                         .responses
                         .responses
                         .entry(status.to_owned())
-                        .or_insert_with(|| retry_later(description).into());
+                        .or_insert_with(|| answer.into());
                 }
             }
         }
     }
+}
+
+fn shared_answers() -> [(&'static str, Response); 3] {
+    let seconds = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1));
+    let mut retry_after = Header::new(seconds);
+    retry_after.description = Some("Seconds to wait before retrying".into());
+    let mut challenge = Header::new(ObjectBuilder::new().schema_type(Type::String));
+    challenge.description = Some("`Bearer realm=\"statehouse\"`".into());
+    [
+        (
+            "401",
+            problem(
+                "No key, a malformed `Authorization` header, or a key that is not valid or was revoked",
+                ("WWW-Authenticate", challenge),
+            ),
+        ),
+        (
+            "429",
+            problem(
+                "Every database connection stayed busy while the request waited its turn; nothing was done, so it may be sent again after `Retry-After` seconds",
+                ("Retry-After", retry_after.clone()),
+            ),
+        ),
+        (
+            "503",
+            problem(
+                "The database cannot be reached; retry after `Retry-After` seconds",
+                ("Retry-After", retry_after),
+            ),
+        ),
+    ]
 }
 
 fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
@@ -97,19 +120,14 @@ fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut
     .flatten()
 }
 
-fn retry_later(description: &str) -> Response {
-    let seconds = ObjectBuilder::new()
-        .schema_type(Type::Integer)
-        .minimum(Some(1));
-    let mut retry_after = Header::new(seconds);
-    retry_after.description = Some("Seconds to wait before retrying".into());
+fn problem(description: &str, (name, header): (&str, Header)) -> Response {
     ResponseBuilder::new()
         .description(description)
         .content(
             super::error::PROBLEM_JSON,
             Content::new(Some(Ref::from_schema_name("Problem"))),
         )
-        .header("Retry-After", retry_after)
+        .header(name, header)
         .build()
 }
 

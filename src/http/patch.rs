@@ -69,7 +69,6 @@ impl Body for PatchTenant {
     responses(
         (status = 200, body = Tenant, headers(("ETag" = String))),
         (status = 400, description = "The body is not JSON, or If-Match is not text", body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A viewer key", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The tenant is being deleted", body = Problem, content_type = "application/problem+json"),

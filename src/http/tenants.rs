@@ -213,7 +213,6 @@ pub(super) async fn record(
     responses(
         (status = 200, body = TenantPage),
         (status = 400, description = "A query parameter breaks its rule (named in `errors`)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn list_tenants(
@@ -269,7 +268,6 @@ fn decode_tenant_cursor(raw: &str) -> ApiResult<(String, Uuid)> {
     responses(
         (status = 200, body = Tenant, headers(("ETag" = String))),
         (status = 304, description = "Unchanged since the ETag in If-None-Match", headers(("ETag" = String))),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not a state's name", body = Problem, content_type = "application/problem+json"),
     )
@@ -329,7 +327,6 @@ pub(super) fn stale(tenant: &Tenant) -> ApiError {
     responses(
         (status = 202, description = "Deletion under way", body = Tenant, headers(("Location" = String), ("ETag" = String))),
         (status = 400, description = "A query parameter or If-Match breaks its rule (named in `errors`)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A viewer key", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already being deleted with the other data policy", body = Problem, content_type = "application/problem+json"),
