@@ -22,6 +22,8 @@ if [ -z "${STATEHOUSE_BOOTSTRAP_ADMIN_TOKEN:-}" ]; then
 fi
 export STATEHOUSE_BOOTSTRAP_ADMIN_TOKEN
 export STATEHOUSE_LISTEN=${STATEHOUSE_LISTEN:-127.0.0.1:8080}
+# Health every 15 s rather than every minute, so what is done by hand shows soon.
+export STATEHOUSE_HEALTH_INTERVAL=${STATEHOUSE_HEALTH_INTERVAL:-15s}
 
 say "Building statehouse"
 cargo build --locked --bin statehouse
@@ -36,7 +38,6 @@ if ! curl -fs "$AWS_ENDPOINT_URL/moto-api/" >/dev/null 2>&1; then
     MOTO_ECS_SERVICE_RUNNING=${MOTO_ECS_SERVICE_RUNNING:-10} \
         "$VENV_DIR/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >.dev/moto.log 2>&1 &
     MOTO_PID=$!
-    trap 'kill $MOTO_PID 2>/dev/null || true' EXIT
     for _ in $(seq 1 100); do
         curl -fs "$AWS_ENDPOINT_URL/moto-api/" >/dev/null 2>&1 && break
         sleep 0.1
@@ -46,6 +47,13 @@ fi
 say "Creating the shared platform in the emulator"
 ./target/debug/statehouse dev bootstrap --out .dev/platform.env >/dev/null
 set -a; source .dev/platform.env; set +a
+
+# On AWS, ECS registers each running task with its service's target group; the emulator
+# does not, so the dev stack does it every few seconds (else every tenant would show `down`:
+# no healthy target).
+( while sleep 5; do ./target/debug/statehouse dev attach-tasks >/dev/null 2>&1 || true; done ) &
+ATTACH_PID=$!
+trap 'kill $ATTACH_PID ${MOTO_PID:-} 2>/dev/null || true' EXIT
 
 cat <<MSG
 

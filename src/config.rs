@@ -10,6 +10,7 @@ use crate::{
     domain::spec::{SpecDoc, SpecLimits, TenantSpec, MAX_TASK_COUNT_CEILING},
     http::ApiSettings,
     reconcile::{
+        alarms::AlarmSettings,
         names::Prefix,
         platform::{Cell, Platform},
     },
@@ -293,6 +294,111 @@ pub struct PlatformArgs {
     /// The AWS account; asked of STS when not given.
     #[arg(long, env = "STATEHOUSE_ACCOUNT_ID")]
     pub account_id: Option<String>,
+    #[command(flatten)]
+    pub alarms: AlarmArgs,
+}
+
+/// Every tenant's CloudWatch alarms (src/reconcile/alarms.rs); periods are one minute.
+#[derive(Args, Debug, Clone)]
+pub struct AlarmArgs {
+    /// `no-healthy` fires after this many minutes in a row without a healthy target.
+    #[arg(long, env = "STATEHOUSE_ALARM_NO_HEALTHY_MINUTES", default_value_t = 2,
+          value_parser = clap::value_parser!(i32).range(1..=1440))]
+    pub alarm_no_healthy_minutes: i32,
+    /// `unhealthy` fires after this many minutes in a row with an unhealthy target.
+    #[arg(long, env = "STATEHOUSE_ALARM_UNHEALTHY_MINUTES", default_value_t = 5,
+          value_parser = clap::value_parser!(i32).range(1..=1440))]
+    pub alarm_unhealthy_minutes: i32,
+    /// `5xx-rate`: the share of requests answered 5xx by the tasks, in percent, above which
+    /// a minute breaches.
+    #[arg(long, env = "STATEHOUSE_ALARM_5XX_PERCENT", default_value_t = 5.0)]
+    pub alarm_5xx_percent: f64,
+    /// `5xx-rate`: minutes with fewer requests than this never breach.
+    #[arg(
+        long,
+        env = "STATEHOUSE_ALARM_5XX_MIN_REQUESTS",
+        default_value_t = 20.0
+    )]
+    pub alarm_5xx_min_requests: f64,
+    /// `5xx-rate` fires when this many of the last `STATEHOUSE_ALARM_5XX_MINUTES` breach.
+    #[arg(long, env = "STATEHOUSE_ALARM_5XX_BREACHING", default_value_t = 3,
+          value_parser = clap::value_parser!(i32).range(1..=1440))]
+    pub alarm_5xx_breaching: i32,
+    #[arg(long, env = "STATEHOUSE_ALARM_5XX_MINUTES", default_value_t = 5,
+          value_parser = clap::value_parser!(i32).range(1..=1440))]
+    pub alarm_5xx_minutes: i32,
+    /// `latency`: the targets' p90 response time, in seconds, above which a minute breaches.
+    #[arg(
+        long,
+        env = "STATEHOUSE_ALARM_LATENCY_P90_SECONDS",
+        default_value_t = 2.0
+    )]
+    pub alarm_latency_p90_seconds: f64,
+    #[arg(long, env = "STATEHOUSE_ALARM_LATENCY_MINUTES", default_value_t = 5,
+          value_parser = clap::value_parser!(i32).range(1..=1440))]
+    pub alarm_latency_minutes: i32,
+    /// `cpu-high`: the service's average CPU, in percent.
+    #[arg(long, env = "STATEHOUSE_ALARM_CPU_PERCENT", default_value_t = 90.0)]
+    pub alarm_cpu_percent: f64,
+    /// `memory-high`: the service's average memory, in percent.
+    #[arg(long, env = "STATEHOUSE_ALARM_MEMORY_PERCENT", default_value_t = 90.0)]
+    pub alarm_memory_percent: f64,
+    /// `cpu-high` and `memory-high` fire after this many minutes in a row above.
+    #[arg(long, env = "STATEHOUSE_ALARM_UTILIZATION_MINUTES", default_value_t = 5,
+          value_parser = clap::value_parser!(i32).range(1..=1440))]
+    pub alarm_utilization_minutes: i32,
+    /// An SNS topic told whenever an alarm goes to ALARM and back to OK (the platform
+    /// Terraform module's `alarm_topic_arn` output).
+    #[arg(long, env = "STATEHOUSE_ALARM_TOPIC_ARN")]
+    pub alarm_topic_arn: Option<String>,
+}
+
+impl AlarmArgs {
+    pub fn settings(&self) -> anyhow::Result<AlarmSettings> {
+        let percent = |v: f64, name: &str| {
+            if v.is_finite() && v > 0.0 && v <= 100.0 {
+                Ok(v)
+            } else {
+                Err(anyhow::anyhow!(
+                    "{name} must be a percentage above 0 and at most 100"
+                ))
+            }
+        };
+        if self.alarm_5xx_breaching > self.alarm_5xx_minutes {
+            bail!("STATEHOUSE_ALARM_5XX_BREACHING must not exceed STATEHOUSE_ALARM_5XX_MINUTES");
+        }
+        if !(self.alarm_5xx_min_requests.is_finite() && self.alarm_5xx_min_requests >= 0.0) {
+            bail!("STATEHOUSE_ALARM_5XX_MIN_REQUESTS must be a number of requests, 0 or more");
+        }
+        if !(self.alarm_latency_p90_seconds.is_finite() && self.alarm_latency_p90_seconds > 0.0) {
+            bail!("STATEHOUSE_ALARM_LATENCY_P90_SECONDS must be a positive number of seconds");
+        }
+        let topic_arn = self
+            .alarm_topic_arn
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        if let Some(t) = &topic_arn {
+            if !t.starts_with("arn:") || !t.contains(":sns:") {
+                bail!("STATEHOUSE_ALARM_TOPIC_ARN must be an SNS topic ARN, not `{t}`");
+            }
+        }
+        Ok(AlarmSettings {
+            no_healthy_periods: self.alarm_no_healthy_minutes,
+            unhealthy_periods: self.alarm_unhealthy_minutes,
+            error_rate_percent: percent(self.alarm_5xx_percent, "STATEHOUSE_ALARM_5XX_PERCENT")?,
+            error_rate_min_requests: self.alarm_5xx_min_requests,
+            error_rate_datapoints: self.alarm_5xx_breaching,
+            error_rate_periods: self.alarm_5xx_minutes,
+            latency_p90_seconds: self.alarm_latency_p90_seconds,
+            latency_periods: self.alarm_latency_minutes,
+            cpu_percent: percent(self.alarm_cpu_percent, "STATEHOUSE_ALARM_CPU_PERCENT")?,
+            memory_percent: percent(self.alarm_memory_percent, "STATEHOUSE_ALARM_MEMORY_PERCENT")?,
+            utilization_periods: self.alarm_utilization_minutes,
+            topic_arn,
+        })
+    }
 }
 
 /// CloudWatch Logs accepts only these retention periods.
@@ -336,6 +442,7 @@ impl PlatformArgs {
             bail!("STATEHOUSE_LOG_RETENTION_DAYS must be one of {LOG_RETENTION_DAYS:?}");
         }
         let prefix = Prefix::parse(&self.prefix).map_err(anyhow::Error::msg)?;
+        let alarms = self.alarms.settings()?;
         Ok(Platform {
             prefix,
             account,
@@ -344,6 +451,7 @@ impl PlatformArgs {
             execution_role_arn,
             log_retention_days: self.log_retention_days,
             deployment_timeout: self.deployment_timeout,
+            alarms,
             cells: vec![Cell {
                 name: cell.to_owned(),
                 cluster,
@@ -378,6 +486,9 @@ pub struct WorkerArgs {
     pub backoff_base: Duration,
     #[arg(long, env = "STATEHOUSE_BACKOFF_MAX", default_value = "60s", value_parser = parse_duration)]
     pub backoff_max: Duration,
+    /// Every ready tenant's health is observed in AWS this often (one round per cell).
+    #[arg(long, env = "STATEHOUSE_HEALTH_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub health_interval: Duration,
 }
 
 impl WorkerArgs {
@@ -396,6 +507,7 @@ impl WorkerArgs {
             rollout_watch: self.rollout_watch,
             backoff_base: self.backoff_base,
             backoff_max: self.backoff_max.max(self.backoff_base),
+            health_interval: self.health_interval,
         })
     }
 }

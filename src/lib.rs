@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod reconcile;

@@ -9,7 +9,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::domain::tenant::TenantStatus;
+use crate::{domain::tenant::TenantStatus, health::HealthStatus};
 
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -31,6 +31,11 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitionLabels {
+    to: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AwsCallLabels {
     service: String,
     operation: String,
@@ -48,6 +53,9 @@ pub struct Metrics {
     reconcile_seconds: Histogram,
     aws_calls: Family<AwsCallLabels, Counter>,
     time_to_ready: Histogram,
+    tenant_health: Family<StatusLabels, Gauge>,
+    health_observations: Family<OutcomeLabels, Counter>,
+    health_transitions: Family<TransitionLabels, Counter>,
 }
 
 fn latency_buckets() -> Histogram {
@@ -101,8 +109,29 @@ impl Default for Metrics {
             "From a create or spec change to the tenant being ready with it",
             time_to_ready.clone(),
         );
+        let tenant_health = Family::<StatusLabels, Gauge>::default();
+        registry.register(
+            "tenant_health",
+            "Live tenants by observed health (healthy, degraded, down, unknown)",
+            tenant_health.clone(),
+        );
+        let health_observations = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "health_observations",
+            "Tenants read from AWS by the health observer, by outcome (observed, failed)",
+            health_observations.clone(),
+        );
+        let health_transitions = Family::<TransitionLabels, Counter>::default();
+        registry.register(
+            "health_transitions",
+            "Changes of a tenant's health, by the status it changed to (down, degraded, healthy)",
+            health_transitions.clone(),
+        );
         Self {
             registry,
+            tenant_health,
+            health_observations,
+            health_transitions,
             requests,
             request_seconds,
             tenants,
@@ -153,6 +182,39 @@ impl Metrics {
         }
     }
 
+    /// Sets every health status, zeros included.
+    pub fn set_health_counts(&self, counts: &[(HealthStatus, i64)]) {
+        for status in HealthStatus::ALL {
+            let n = counts
+                .iter()
+                .find(|(s, _)| *s == status)
+                .map_or(0, |(_, n)| *n);
+            self.tenant_health
+                .get_or_create(&StatusLabels {
+                    status: status.as_str(),
+                })
+                .set(n);
+        }
+    }
+
+    pub fn health_observed(&self, outcome: &'static str) {
+        self.health_observations
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// `action` is the event written: `health.down`, `health.degraded`, `health.recovered`.
+    pub fn health_transition(&self, action: &str) {
+        let to = match action {
+            "health.down" => "down",
+            "health.degraded" => "degraded",
+            _ => "healthy",
+        };
+        self.health_transitions
+            .get_or_create(&TransitionLabels { to })
+            .inc();
+    }
+
     pub fn reconciled(&self, outcome: &'static str, elapsed: Duration) {
         self.reconciles
             .get_or_create(&OutcomeLabels { outcome })
@@ -178,5 +240,96 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// Every sample name `/metrics` can carry: families are described (`# TYPE`) even
+    /// before their first sample, with OpenMetrics' suffixes per type.
+    fn exported() -> BTreeSet<String> {
+        let text = Metrics::default().render();
+        let mut names = BTreeSet::new();
+        for line in text.lines() {
+            let mut parts = line.split_whitespace();
+            if (parts.next(), parts.next()) != (Some("#"), Some("TYPE")) {
+                continue;
+            }
+            let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total"],
+                "histogram" => &["_bucket", "_sum", "_count"],
+                _ => &[""],
+            };
+            names.extend(suffixes.iter().map(|s| format!("{name}{s}")));
+        }
+        names
+    }
+
+    /// `statehouse_…` names in a PromQL expression.
+    fn used(expr: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut rest = expr;
+        while let Some(i) = rest.find("statehouse_") {
+            let tail = &rest[i..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            found.push(tail[..end].to_owned());
+            rest = &tail[end..];
+        }
+        found
+    }
+
+    #[test]
+    fn the_dashboard_parses_and_uses_only_metrics_the_binary_exports() {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../dashboards/statehouse.json"))
+                .expect("dashboards/statehouse.json is JSON");
+        let exported = exported();
+        assert!(
+            exported.contains("statehouse_tenant_health"),
+            "{exported:?}"
+        );
+        let panels = dashboard["panels"].as_array().expect("panels");
+        let mut seen = BTreeSet::new();
+        for panel in panels {
+            let title = panel["title"].as_str().expect("every panel has a title");
+            let targets = panel["targets"]
+                .as_array()
+                .expect("every panel has queries");
+            assert!(!targets.is_empty(), "{title}");
+            for target in targets {
+                let expr = target["expr"].as_str().expect("a PromQL expression");
+                let names = used(expr);
+                assert!(
+                    !names.is_empty(),
+                    "{title}: {expr} uses no statehouse metric"
+                );
+                for name in names {
+                    assert!(
+                        exported.contains(&name),
+                        "{title}: {name} is not exported (exported: {exported:?})"
+                    );
+                    seen.insert(name);
+                }
+            }
+        }
+        for wanted in [
+            "statehouse_tenants",
+            "statehouse_tenant_health",
+            "statehouse_reconciles_total",
+            "statehouse_aws_calls_total",
+            "statehouse_time_to_ready_seconds_bucket",
+            "statehouse_health_transitions_total",
+        ] {
+            assert!(seen.contains(wanted), "the dashboard shows {wanted}");
+        }
     }
 }

@@ -29,6 +29,7 @@ const AWS_FIELDS: &[(&str, &str)] = &[
     ("ecs", "ecs"),
     ("elb", "elasticloadbalancingv2"),
     ("autoscaling", "applicationautoscaling"),
+    ("cloudwatch", "cloudwatch"),
     ("sts", "sts"),
 ];
 
@@ -47,6 +48,7 @@ fn iam_prefix(krate: &str) -> &'static str {
         "applicationautoscaling" => "application-autoscaling",
         "sts" => "sts",
         "ec2" => "ec2",
+        "cloudwatch" => "cloudwatch",
         other => panic!("no IAM service prefix known for aws_sdk_{other}: add it here"),
     }
 }

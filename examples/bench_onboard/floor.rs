@@ -24,13 +24,18 @@ use aws_sdk_s3::types::{
     ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
     Tag, Tagging, VersioningConfiguration,
 };
-use statehouse::{aws::Aws, domain::state::StateSlug, reconcile::platform::Platform};
+use statehouse::{
+    aws::Aws,
+    domain::state::StateSlug,
+    reconcile::{alarms, platform::Platform},
+};
 
 /// Bucket 6 (create + five settings), table 2 (create + PITR), role 2 (create + policy),
 /// log group 2 (create + retention), task definition 2 (look up the latest + register),
-/// target group 2 (create + deregistration delay), rule 2 (look up + create), service 1,
-/// autoscaling 2 (target + policy), deployment 1 (describe the service).
-pub const MINIMAL_CALLS: usize = 22;
+/// target group 2 (create + deregistration delay), rule 2 (look up + create), alarms 7
+/// (look up + one put each), service 1, autoscaling 2 (target + policy), deployment 1
+/// (describe the service).
+pub const MINIMAL_CALLS: usize = 29;
 
 pub async fn run(aws: &Aws, p: &Platform, n: usize) -> Duration {
     let started = Instant::now();
@@ -266,6 +271,20 @@ async fn tenant(aws: &Aws, p: &Platform, slug: StateSlug, priority: i32) {
                 .build(),
         )
         .send()
+        .await
+        .unwrap();
+
+    // The alarms: one look-up of the six names, then each put.
+    let lb = alarms::load_balancer_dimension(&cell.listener_arn);
+    let subject = alarms::Subject {
+        name_prefix: &n.alarm_prefix,
+        target_group: alarms::target_group_dimension(&tg_arn),
+        load_balancer: &lb,
+        cluster: &cell.cluster,
+        service: &n.service,
+        tenant: slug,
+    };
+    alarms::ensure(&aws.cloudwatch, &alarms::wanted(&subject, &p.alarms), slug)
         .await
         .unwrap();
 

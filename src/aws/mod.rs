@@ -40,6 +40,7 @@ pub struct Aws {
     pub ecs: aws_sdk_ecs::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub autoscaling: aws_sdk_applicationautoscaling::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub sts: aws_sdk_sts::Client,
     /// Every call the clients above made.
     pub calls: CallLog,
@@ -96,6 +97,7 @@ impl Aws {
             ecs: client!(aws_sdk_ecs),
             elb: client!(aws_sdk_elasticloadbalancingv2),
             autoscaling: client!(aws_sdk_applicationautoscaling),
+            cloudwatch: client!(aws_sdk_cloudwatch),
             sts: client!(aws_sdk_sts),
             calls: counter.log().clone(),
         }

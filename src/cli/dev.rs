@@ -26,6 +26,21 @@ pub enum DevCommand {
         after_help = "Example:\n  AWS_ENDPOINT_URL=http://127.0.0.1:5000 AWS_REGION=us-east-1 \\\n    statehouse dev bootstrap --out .dev/platform.env"
     )]
     Bootstrap(BootstrapArgs),
+    /// Register each running task of the cluster's services as a target of its service's
+    /// target group, as ECS does on AWS and the emulator does not; tasks no longer running
+    /// are deregistered. Without it every tenant in the emulator shows no healthy target.
+    /// Emulator only.
+    #[command(
+        after_help = "Example (what `make run` does every few seconds):\n  set -a; . .dev/platform.env; set +a; statehouse dev attach-tasks"
+    )]
+    AttachTasks(AttachArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// The cluster whose services' tasks are attached.
+    #[arg(long, env = "STATEHOUSE_CLUSTER")]
+    cluster: String,
 }
 
 #[derive(Args, Debug)]
@@ -51,7 +66,113 @@ pub struct BootstrapArgs {
 pub async fn run(command: DevCommand) -> anyhow::Result<()> {
     match command {
         DevCommand::Bootstrap(args) => bootstrap(args).await,
+        DevCommand::AttachTasks(args) => attach_tasks(args).await,
     }
+}
+
+/// Makes each service's target group hold as many targets as the service runs tasks.
+async fn attach_tasks(args: AttachArgs) -> anyhow::Result<()> {
+    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
+        bail!("AWS_ENDPOINT_URL is not set: this command is for the local emulator only (on AWS, ECS registers tasks itself)");
+    }
+    let aws = Aws::new(&Aws::load_config().await);
+    let mut arns = Vec::new();
+    let mut token = None;
+    loop {
+        let out = aws
+            .ecs
+            .list_services()
+            .cluster(&args.cluster)
+            .set_next_token(token)
+            .send()
+            .await
+            .context("cannot list the cluster's services")?;
+        arns.extend(out.service_arns().iter().cloned());
+        token = out.next_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    let mut changed = 0;
+    for batch in arns.chunks(10) {
+        let out = aws
+            .ecs
+            .describe_services()
+            .cluster(&args.cluster)
+            .set_services(Some(batch.to_vec()))
+            .send()
+            .await
+            .context("cannot describe the cluster's services")?;
+        for (i, svc) in out.services().iter().enumerate() {
+            let running = if svc.status() == Some("ACTIVE") {
+                usize::try_from(svc.running_count()).unwrap_or(0)
+            } else {
+                0
+            };
+            for lb in svc.load_balancers() {
+                let (Some(tg), Some(port)) = (lb.target_group_arn(), lb.container_port()) else {
+                    continue;
+                };
+                changed += attach(&aws, tg, port, running, i).await?;
+            }
+        }
+    }
+    eprintln!("{changed} target(s) registered or deregistered");
+    Ok(())
+}
+
+/// Registers or deregisters made-up task addresses until `tg` holds `running` targets.
+async fn attach(
+    aws: &Aws,
+    tg: &str,
+    port: i32,
+    running: usize,
+    service: usize,
+) -> anyhow::Result<usize> {
+    use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+    let health = aws
+        .elb
+        .describe_target_health()
+        .target_group_arn(tg)
+        .send()
+        .await
+        .context("cannot read a target group's targets")?;
+    let have: Vec<TargetDescription> = health
+        .target_health_descriptions()
+        .iter()
+        .filter_map(|d| d.target().cloned())
+        .collect();
+    let target = |n: usize| {
+        TargetDescription::builder()
+            .id(format!("10.0.{}.{}", 1 + service % 200, 10 + n))
+            .port(port)
+            .build()
+    };
+    if have.len() < running {
+        let add: Vec<TargetDescription> = (have.len()..running).map(target).collect();
+        let n = add.len();
+        aws.elb
+            .register_targets()
+            .target_group_arn(tg)
+            .set_targets(Some(add))
+            .send()
+            .await
+            .context("cannot register targets")?;
+        return Ok(n);
+    }
+    if have.len() > running {
+        let remove = have[running..].to_vec();
+        let n = remove.len();
+        aws.elb
+            .deregister_targets()
+            .target_group_arn(tg)
+            .set_targets(Some(remove))
+            .send()
+            .await
+            .context("cannot deregister targets")?;
+        return Ok(n);
+    }
+    Ok(0)
 }
 
 struct Made {

@@ -5,6 +5,7 @@ mod completions;
 mod dev;
 mod events;
 pub mod exit;
+mod fleet;
 mod healthcheck;
 mod keys;
 mod output;
@@ -78,6 +79,8 @@ enum Command {
     Sweep(sweep::SweepArgs),
     /// Create, inspect, change and delete tenants through the API.
     Tenants(tenants::TenantsArgs),
+    /// The fleet at a glance: tenants by status and health, cells, what needs attention.
+    Fleet(fleet::FleetArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
     /// Exit 0 if the API answers 200 on /healthz (for container health checks).
@@ -108,6 +111,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Keys(command) => keys::run(command).await,
         Command::Sweep(args) => sweep::run(args).await,
         Command::Tenants(args) => tenants::run(args).await,
+        Command::Fleet(args) => fleet::run(args).await,
         Command::Completions(args) => {
             completions::run(args);
             Ok(())

@@ -7,6 +7,8 @@ use serde::Serialize;
 use crate::{
     db::events::Event,
     domain::tenant::{Condition, Tenant, TenantStatus},
+    health::{live::LiveHealth, Health},
+    http::fleet::Fleet,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -77,12 +79,20 @@ pub fn or_dash(value: Option<&str>) -> String {
 
 pub fn tenants_table(tenants: &[Tenant]) -> String {
     table(
-        &["NAME", "STATUS", "GENERATION", "APP IMAGE", "ENDPOINT"],
+        &[
+            "NAME",
+            "STATUS",
+            "HEALTH",
+            "GENERATION",
+            "APP IMAGE",
+            "ENDPOINT",
+        ],
         tenants,
         |t| {
             vec![
                 t.name.clone(),
                 t.status.as_str().to_owned(),
+                t.health.status.as_str().to_owned(),
                 format!("{}/{}", t.observed_generation, t.generation),
                 t.spec.app_image.clone(),
                 or_dash(t.endpoint.as_deref()),
@@ -112,6 +122,10 @@ pub fn tenant_detail(t: &Tenant) -> String {
             format!("{} (observed {})", t.generation, t.observed_generation),
         ),
         ("Endpoint", or_dash(t.endpoint.as_deref())),
+        (
+            "Health",
+            format!("{}: {}", t.health.status.as_str(), t.health.reason),
+        ),
         ("App image", spec.app_image.clone()),
         ("Nginx image", spec.nginx_image.clone()),
         ("Size", format!("{} cpu, {} MiB", spec.cpu, spec.memory)),
@@ -153,6 +167,165 @@ fn conditions_table(conditions: &[Condition]) -> String {
             ]
         },
     )
+}
+
+fn number(v: Option<f64>, unit: &str) -> String {
+    v.map_or_else(
+        || "-".to_owned(),
+        |v| format!("{}{unit}", (v * 10.0).round() / 10.0),
+    )
+}
+
+/// The health fields of a snapshot or reading, one a line.
+fn health_fields(h: &Health) -> Vec<(&'static str, String)> {
+    let mut fields = vec![
+        ("Health", h.status.as_str().to_owned()),
+        ("Reason", h.reason.clone()),
+        ("Since", h.since.map_or_else(|| "-".into(), when)),
+        ("Observed", h.observed_at.map_or_else(|| "-".into(), when)),
+    ];
+    if let Some(t) = h.tasks {
+        fields.push((
+            "Tasks",
+            format!(
+                "{} running, {} pending, {} desired",
+                t.running, t.pending, t.desired
+            ),
+        ));
+    }
+    if let Some(d) = &h.deployment {
+        fields.push((
+            "Deployment",
+            format!(
+                "{} {} ({} of {} running, {} failed tasks)",
+                d.id,
+                d.rollout_state.as_deref().unwrap_or("-"),
+                d.running,
+                d.desired,
+                d.failed_tasks
+            ),
+        ));
+    }
+    if let Some(t) = h.targets {
+        fields.push((
+            "Targets",
+            format!(
+                "{} healthy, {} unhealthy, {} initial, {} draining",
+                t.healthy, t.unhealthy, t.initial, t.draining
+            ),
+        ));
+    }
+    if let Some(m) = &h.metrics {
+        let text = match &m.unavailable {
+            Some(why) => format!("unavailable: {why}"),
+            None => format!(
+                "{} requests, {} 5xx, cpu {}, memory {} (last {} min)",
+                number(m.requests, ""),
+                number(m.errors_5xx, ""),
+                number(m.cpu_percent, "%"),
+                number(m.memory_percent, "%"),
+                m.seconds / 60
+            ),
+        };
+        fields.push(("Metrics", text));
+    }
+    fields
+}
+
+fn field_lines(fields: &[(&str, String)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{:<14}{v}\n", format!("{k}:")))
+        .collect()
+}
+
+/// A live health reading: the roll-up, the alarms, then the service's events.
+pub fn live_health(r: &LiveHealth) -> String {
+    let mut fields = vec![("Tenant", r.tenant.clone()), ("Read at", when(r.read_at))];
+    fields.extend(health_fields(&r.health));
+    let mut out = field_lines(&fields);
+    if !r.health.alarms.is_empty() {
+        out.push('\n');
+        out.push_str(&table(
+            &["ALARM", "STATE", "SINCE"],
+            &r.health.alarms,
+            |a| {
+                vec![
+                    a.name.clone(),
+                    a.state.clone(),
+                    a.since.map_or_else(|| "-".into(), when),
+                ]
+            },
+        ));
+        out.push('\n');
+    }
+    let unavailable: Vec<String> = r
+        .series
+        .iter()
+        .filter_map(|(k, s)| s.unavailable.as_ref().map(|why| format!("{k}: {why}")))
+        .collect();
+    if !unavailable.is_empty() {
+        out.push_str(&format!(
+            "\nUnavailable series:\n  {}\n",
+            unavailable.join("\n  ")
+        ));
+    }
+    if !r.events.is_empty() {
+        out.push('\n');
+        out.push_str(&table(&["SERVICE EVENT", "MESSAGE"], &r.events, |e| {
+            vec![e.at.map_or_else(|| "-".into(), when), e.message.clone()]
+        }));
+    }
+    out.trim_end().to_owned()
+}
+
+/// The fleet summary: counts, cells, then what needs attention.
+pub fn fleet(f: &Fleet) -> String {
+    let counts = |m: &std::collections::BTreeMap<String, i64>| {
+        m.iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let or_none = |s: String| if s.is_empty() { "none".to_owned() } else { s };
+    let mut out = field_lines(&[
+        ("Tenants", f.tenants.to_string()),
+        ("By status", or_none(counts(&f.by_status))),
+        ("By health", or_none(counts(&f.by_health))),
+    ]);
+    out.push('\n');
+    out.push_str(&table(
+        &["CELL", "USED", "FREE", "CAPACITY"],
+        &f.cells,
+        |c| {
+            vec![
+                c.name.clone(),
+                c.used.to_string(),
+                c.free.map_or_else(|| "-".into(), |n| n.to_string()),
+                c.capacity.map_or_else(|| "-".into(), |n| n.to_string()),
+            ]
+        },
+    ));
+    out.push_str("\n\n");
+    if f.attention.is_empty() {
+        out.push_str("Nothing needs attention.");
+    } else {
+        out.push_str(&table(
+            &["NEEDS ATTENTION", "PROBLEM", "STATUS", "SINCE", "REASON"],
+            &f.attention,
+            |a| {
+                vec![
+                    a.name.clone(),
+                    a.problem.clone(),
+                    a.status.as_str().to_owned(),
+                    a.since.map_or_else(|| "-".into(), when),
+                    a.reason.clone(),
+                ]
+            },
+        ));
+    }
+    out
 }
 
 /// Events in the order given (callers pass them oldest first).

@@ -37,7 +37,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         queue_timeout: args.api_queue_timeout,
         cache_ttl: args.cache_ttl,
     };
-    let state = AppState::new(pool, settings, metrics, bootstrap_token_hash, tuning);
+    // `/v1/tenants/{name}/health` reads AWS with the worker's clients, or with clients of
+    // its own when this process runs no worker (and has a region to call).
+    let aws = match &worker {
+        Some(w) => Some(w.aws.clone()),
+        None => {
+            let config = crate::aws::Aws::load_config().await;
+            config
+                .region()
+                .is_some()
+                .then(|| crate::aws::Aws::with_metrics(&config, metrics.clone()))
+        }
+    };
+    let mut state = AppState::new(pool, settings, metrics, bootstrap_token_hash, tuning);
+    if let Some(aws) = aws {
+        state = state.with_aws(aws);
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = worker.map(|w| {
         let mut stop = stop_rx.clone();

@@ -20,6 +20,7 @@ use crate::{
         state::StateSlug,
         tenant::{DataPolicy, Tenant, TenantStatus},
     },
+    health::HealthStatus,
 };
 
 const TENANTS_HELP: &str = "\
@@ -46,7 +47,7 @@ pub struct TenantsArgs {
 
 /// Where the API is, how to authenticate, and how to print.
 #[derive(Args, Debug)]
-struct ApiArgs {
+pub(super) struct ApiArgs {
     /// Base URL of the statehouse API.
     #[arg(long, global = true, env = "STATEHOUSE_API_URL")]
     api_url: Option<String>,
@@ -122,11 +123,15 @@ Examples:
 Examples:
   statehouse tenants list
   statehouse tenants list --status failed
+  statehouse tenants list --health degraded
   statehouse tenants list --output json | jq -r '.[] | select(.status == \"ready\") | .endpoint'")]
     List {
         /// Only tenants in this status (without it: every tenant not deleted).
         #[arg(long, value_parser = parse_status)]
         status: Option<TenantStatus>,
+        /// Only tenants whose observed health is this: healthy, degraded, down or unknown.
+        #[arg(long, value_parser = parse_health)]
+        health: Option<HealthStatus>,
         /// Tenants fetched per request.
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=500))]
         page_size: u32,
@@ -195,6 +200,19 @@ Examples:
         /// Keep printing new events as they happen.
         #[arg(long)]
         follow: bool,
+    },
+    /// Show a tenant's health read from AWS now: tasks, deployment, targets, alarms,
+    /// the last minutes' metrics and the service's last events.
+    #[command(after_help = "\
+The API reads AWS at most once every 10 seconds per tenant; `health` on `tenants get` is the
+worker's last observation (every STATEHOUSE_HEALTH_INTERVAL).
+
+Examples:
+  statehouse tenants health texas
+  statehouse tenants health TX --output json | jq '.health.alarms[] | select(.state == \"ALARM\")'")]
+    Health {
+        /// Slug or postal code.
+        name: StateSlug,
     },
     /// Ask the worker to reconcile a tenant now (e.g. to retry a failed one).
     #[command(after_help = "\
@@ -304,8 +322,12 @@ pub async fn run(args: TenantsArgs) -> anyhow::Result<()> {
                 create_one(&ctx, create).await
             }
         }
-        TenantsCommand::List { status, page_size } => {
-            let tenants = ctx.client.list_all(status, page_size).await?;
+        TenantsCommand::List {
+            status,
+            health,
+            page_size,
+        } => {
+            let tenants = ctx.client.list_all(status, health, page_size).await?;
             if ctx.format == Format::Table && tenants.is_empty() {
                 eprintln!("No tenants.");
                 return Ok(());
@@ -334,6 +356,10 @@ pub async fn run(args: TenantsArgs) -> anyhow::Result<()> {
             limit,
             follow,
         } => super::events::run(&ctx, name, limit, follow).await,
+        TenantsCommand::Health { name } => {
+            let reading = ctx.client.health(name.as_str()).await?;
+            output::print(ctx.format, &reading, output::live_health)
+        }
         TenantsCommand::Reconcile { name } => {
             let tenant = ctx.client.reconcile(name.as_str()).await?;
             eprintln!(
@@ -345,7 +371,14 @@ pub async fn run(args: TenantsArgs) -> anyhow::Result<()> {
     }
 }
 
-fn connect(api: ApiArgs) -> anyhow::Result<ClientContext> {
+fn parse_health(input: &str) -> Result<HealthStatus, String> {
+    HealthStatus::parse(input).ok_or_else(|| {
+        let all: Vec<&str> = HealthStatus::ALL.iter().map(|s| s.as_str()).collect();
+        format!("`{input}` is not a health: use one of {}", all.join(", "))
+    })
+}
+
+pub(super) fn connect(api: ApiArgs) -> anyhow::Result<ClientContext> {
     let file = match config::config_path() {
         Some(path) => config::load(&path).map_err(|e| Exit::usage(format!("{e:#}")))?,
         None => config::ConfigFile::default(),

@@ -12,7 +12,8 @@ use serde_json::Value;
 use crate::{
     db::events::Event,
     domain::tenant::{DataPolicy, Tenant, TenantStatus},
-    http::{error::Problem, events::EventPage, tenants::TenantPage},
+    health::{live::LiveHealth, HealthStatus},
+    http::{error::Problem, events::EventPage, fleet::Fleet, tenants::TenantPage},
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -171,12 +172,16 @@ impl Client {
     pub async fn list_page(
         &self,
         status: Option<TenantStatus>,
+        health: Option<HealthStatus>,
         limit: u32,
         cursor: Option<&str>,
     ) -> ClientResult<TenantPage> {
         let mut query = vec![("limit", limit.to_string())];
         if let Some(status) = status {
             query.push(("status", status.as_str().to_owned()));
+        }
+        if let Some(health) = health {
+            query.push(("health", health.as_str().to_owned()));
         }
         if let Some(cursor) = cursor {
             query.push(("cursor", cursor.to_owned()));
@@ -189,12 +194,15 @@ impl Client {
     pub async fn list_all(
         &self,
         status: Option<TenantStatus>,
+        health: Option<HealthStatus>,
         page_size: u32,
     ) -> ClientResult<Vec<Tenant>> {
         let mut all = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let page = self.list_page(status, page_size, cursor.as_deref()).await?;
+            let page = self
+                .list_page(status, health, page_size, cursor.as_deref())
+                .await?;
             all.extend(page.items);
             match page.next_cursor {
                 Some(next) => cursor = Some(next),
@@ -238,6 +246,17 @@ impl Client {
     pub async fn reconcile(&self, name: &str) -> ClientResult<Tenant> {
         self.json(self.request(Method::POST, &format!("{}/reconcile", tenant_path(name))))
             .await
+    }
+
+    /// The tenant's health read from AWS now (shared by every caller for up to 10 s).
+    pub async fn health(&self, name: &str) -> ClientResult<LiveHealth> {
+        self.json(self.request(Method::GET, &format!("{}/health", tenant_path(name))))
+            .await
+    }
+
+    /// `GET /v1/fleet`.
+    pub async fn fleet(&self) -> ClientResult<Fleet> {
+        self.json(self.request(Method::GET, "/v1/fleet")).await
     }
 
     /// The newest `limit` events of a state, newest first.

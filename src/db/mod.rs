@@ -2,6 +2,7 @@
 
 pub mod cells;
 pub mod events;
+pub mod health;
 pub mod idempotency;
 pub mod keys;
 pub mod leases;

@@ -2,10 +2,13 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::TENANT_CHANGED_CHANNEL;
-use crate::domain::{
-    spec::SpecDoc,
-    state::StateSlug,
-    tenant::{DataPolicy, Tenant, TenantStatus},
+use crate::{
+    domain::{
+        spec::SpecDoc,
+        state::StateSlug,
+        tenant::{DataPolicy, Tenant, TenantStatus},
+    },
+    health::HealthStatus,
 };
 
 /// Announced with the tenant's name whenever any column of [`COLUMNS`] changes (a trigger).
@@ -15,7 +18,7 @@ pub const TENANT_ROWS_CHANNEL: &str = "statehouse_tenant_rows";
 pub const COLUMNS: &str =
     "id, name, display_name, postal_code, status, generation, observed_generation, \
      spec, resources, endpoint, conditions, last_error, cell, data_policy, deletion_requested_at, \
-     paused_at, paused_reason, created_at, updated_at, deleted_at";
+     paused_at, paused_reason, created_at, updated_at, deleted_at, health";
 
 /// Makes the tenant due at once and tells a busy worker that the row moved under it.
 const WAKE: &str =
@@ -140,6 +143,8 @@ pub async fn request_reconcile(conn: &mut PgConnection, id: Uuid) -> Result<bool
 pub struct ListFilter {
     /// `None` lists every tenant that is not deleted.
     pub status: Option<TenantStatus>,
+    /// Only tenants with this observed health.
+    pub health: Option<HealthStatus>,
     pub after: Option<(String, Uuid)>,
     pub limit: i64,
 }
@@ -151,6 +156,7 @@ pub async fn list(ex: impl PgExecutor<'_>, f: &ListFilter) -> Result<Vec<Tenant>
         "SELECT {COLUMNS} FROM tenants \
          WHERE (CASE WHEN $1::tenant_status IS NULL THEN status <> 'deleted' ELSE status = $1 END) \
            AND ($2::text IS NULL OR (name, id) > ($2, $3)) \
+           AND ($5::text IS NULL OR health->>'status' = $5) \
          ORDER BY name, id LIMIT $4"
     );
     sqlx::query_as(&sql)
@@ -158,8 +164,15 @@ pub async fn list(ex: impl PgExecutor<'_>, f: &ListFilter) -> Result<Vec<Tenant>
         .bind(after_name)
         .bind(after_id)
         .bind(f.limit)
+        .bind(f.health.map(HealthStatus::as_str))
         .fetch_all(ex)
         .await
+}
+
+/// Every live tenant (not deleted), in name order.
+pub async fn all_live(ex: impl PgExecutor<'_>) -> Result<Vec<Tenant>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM tenants WHERE status <> 'deleted' ORDER BY name");
+    sqlx::query_as(&sql).fetch_all(ex).await
 }
 
 pub async fn count_by_status(

@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::spec::SpecDoc;
+use crate::health::Health;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[sqlx(type_name = "tenant_status", rename_all = "lowercase")]
@@ -129,6 +130,11 @@ pub struct Tenant {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
+    /// Whether it is up, as the worker last observed it in AWS (every
+    /// `STATEHOUSE_HEALTH_INTERVAL`); `GET /v1/tenants/{name}/health` reads AWS now.
+    #[sqlx(json)]
+    #[serde(default)]
+    pub health: Health,
 }
 
 impl Tenant {

@@ -11,7 +11,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use sqlx::PgPool;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{error::ApiError, AppState};
 
@@ -32,13 +32,35 @@ impl Admission {
     }
 }
 
-pub(super) async fn admit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// A request's turn at the database, in its extensions. A handler that goes on to wait for
+/// something else (AWS) once its queries are done gives the turn back to the line.
+#[derive(Clone)]
+pub struct Turn(Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>);
+
+impl Turn {
+    pub fn give_back(&self) {
+        if let Ok(mut permit) = self.0.lock() {
+            permit.take();
+        }
+    }
+}
+
+pub(super) async fn admit(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     if !req.uri().path().starts_with("/v1/") {
         return next.run(req).await;
     }
     let admission = &state.admission;
-    match tokio::time::timeout(admission.queue_timeout, admission.permits.acquire()).await {
-        Ok(Ok(_permit)) => next.run(req).await,
+    let permits = admission.permits.clone();
+    match tokio::time::timeout(admission.queue_timeout, permits.acquire_owned()).await {
+        Ok(Ok(permit)) => {
+            // Held here until the answer is made, unless the handler gives it back sooner;
+            // the copy in the extensions goes wherever the request goes.
+            let turn = Turn(Arc::new(std::sync::Mutex::new(Some(permit))));
+            req.extensions_mut().insert(turn.clone());
+            let response = next.run(req).await;
+            drop(turn);
+            response
+        }
         _ => ApiError::TooBusy(format!(
             "every database connection stayed busy for {:?}; retry after a second",
             admission.queue_timeout

@@ -166,7 +166,7 @@ fn stored_response(tenant: &Tenant, request_hash: Vec<u8>) -> ApiResult<StoredRe
         status: StatusCode::ACCEPTED.as_u16() as i16,
         body: serde_json::to_value(tenant).map_err(anyhow::Error::from)?,
         location: Some(location(&tenant.name)),
-        etag: Some(super::headers::etag(tenant)),
+        etag: Some(super::tenants::tenant_etag(tenant)),
     })
 }
 

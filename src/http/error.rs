@@ -68,6 +68,9 @@ pub enum ApiError {
     /// database is fine, the client should come back shortly.
     #[error("{0}")]
     TooBusy(String),
+    /// Something this process would need for the request is not configured.
+    #[error("{0}")]
+    NotConfigured(String),
     #[error("the database is unavailable")]
     Unavailable(#[source] sqlx::Error),
     #[error(transparent)]
@@ -148,6 +151,11 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Service unavailable",
+            ),
+            NotConfigured(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-configured",
+                "Not configured on this server",
             ),
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -56,6 +56,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
         Ok(counts) => state.metrics.set_tenant_counts(&counts),
         Err(err) => tracing::warn!(error = %err, "cannot count tenants for metrics"),
     }
+    match db::health::count_by_health(&state.pool).await {
+        Ok(counts) => state.metrics.set_health_counts(&counts),
+        Err(err) => tracing::warn!(error = %err, "cannot count tenants by health for metrics"),
+    }
     (
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.metrics.render(),

@@ -9,6 +9,7 @@ mod cursor;
 pub mod error;
 pub mod events;
 mod extract;
+pub mod fleet;
 mod headers;
 mod health;
 pub mod openapi;
@@ -75,6 +76,9 @@ pub struct AppState {
     pub keys: KeyCache,
     /// Tenants as GET last served them.
     pub tenants: TenantCache,
+    /// Reads a tenant's health from AWS on demand; `None` when this process has no AWS
+    /// region configured.
+    pub live_health: Option<Arc<crate::health::live::Reader>>,
 }
 
 /// How the API spends its database connections.
@@ -112,7 +116,14 @@ impl AppState {
             settings: Arc::new(settings),
             metrics,
             bootstrap_token_hash,
+            live_health: None,
         }
+    }
+
+    /// Lets `/v1/tenants/{name}/health` read AWS with `aws`.
+    pub fn with_aws(mut self, aws: crate::aws::Aws) -> Self {
+        self.live_health = Some(Arc::new(crate::health::live::Reader::new(aws)));
+        self
     }
 }
 

@@ -16,7 +16,7 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use super::{actions, events, health, tenants, AppState};
+use super::{actions, events, fleet, health, tenants, AppState};
 use crate::domain::spec::{SpecInput, SpecLimits, SpecPatch};
 
 #[derive(OpenApi)]
@@ -33,6 +33,7 @@ use crate::domain::spec::{SpecInput, SpecLimits, SpecPatch};
     modifiers(&BearerAuth),
     tags(
         (name = "tenants", description = "States' tenants: create, read, change, delete, and their history"),
+        (name = "fleet", description = "Is each state up: observed health, live readings, and the whole fleet at a glance"),
         (name = "health", description = "Probes and metrics"),
     )
 )]
@@ -136,6 +137,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .merge(tenants::router())
         .merge(events::router())
         .merge(actions::router())
+        .merge(fleet::router())
         .merge(health::router())
 }
 

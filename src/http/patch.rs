@@ -13,7 +13,7 @@ use super::{
     auth::AdminCaller,
     error::{ApiError, ApiResult, Problem},
     extract::{AppJson, Body, TenantName},
-    headers::{self, etag},
+    headers,
     tenants::{
         check_display_name, commit_change, display_name_schema, lock_live, stale, tenant_response,
     },
@@ -104,7 +104,7 @@ pub(super) async fn patch_tenant(
 
     let mut tx = state.pool.begin().await?;
     let current = lock_live(&mut tx, name).await?;
-    if !headers::tag_matches(if_match, &etag(&current)) {
+    if !headers::tag_matches(if_match, &super::tenants::tenant_etag(&current)) {
         return Err(stale(&current));
     }
     if current.status == TenantStatus::Deleting {

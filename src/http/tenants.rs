@@ -22,7 +22,7 @@ use super::{
     cursor,
     error::{ApiError, ApiResult, Problem},
     extract::{AppQuery, TenantName},
-    headers::{self, etag},
+    headers,
     patch::{__path_patch_tenant, patch_tenant},
     AppState,
 };
@@ -33,6 +33,7 @@ use crate::{
         tenant::{DataPolicy, Tenant, TenantStatus},
         text, ValidationErrors,
     },
+    health::{Health, HealthStatus},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -60,6 +61,9 @@ pub(super) fn display_name_schema() -> impl Into<RefOr<Schema>> {
 pub struct ListParams {
     /// Only tenants in this status. Without it, every tenant that is not deleted.
     status: Option<TenantStatus>,
+    /// Only tenants whose observed health is this (`unknown` includes those not observed
+    /// yet).
+    health: Option<HealthStatus>,
     /// Page size (default 100).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
@@ -94,10 +98,21 @@ pub struct Served {
     pub etag: String,
 }
 
-/// The tenant as JSON with its ETag, serialised once for both.
+/// The tenant's ETag. It covers everything the tenant is, and of its health only the
+/// status: the observed figures (`observed_at`, task and target counts, metrics) change
+/// every health interval without anyone changing the tenant, and must not make an
+/// If-Match read a minute earlier fail. The live figures are at `/health`.
+pub(super) fn tenant_etag(tenant: &Tenant) -> String {
+    let mut versioned = tenant.clone();
+    versioned.health = Health::unknown("", None);
+    versioned.health.status = tenant.health.status;
+    headers::etag(&versioned)
+}
+
+/// The tenant as JSON with its ETag.
 pub(super) fn served(tenant: &Tenant) -> ApiResult<Served> {
     let body = serde_json::to_vec(tenant).map_err(anyhow::Error::from)?;
-    let etag = headers::etag_of(&body);
+    let etag = tenant_etag(tenant);
     Ok(Served {
         body: body.into(),
         etag,
@@ -228,6 +243,7 @@ async fn list_tenants(
         .transpose()?;
     let filter = db::tenants::ListFilter {
         status: params.status,
+        health: params.health,
         after,
         limit: limit + 1,
     };
@@ -345,7 +361,7 @@ async fn delete_tenant(
     let if_match = headers::if_match(&request_headers)?;
     let mut tx = state.pool.begin().await?;
     let current = lock_live(&mut tx, name).await?;
-    if if_match.is_some_and(|tags| !headers::tag_matches(tags, &etag(&current))) {
+    if if_match.is_some_and(|tags| !headers::tag_matches(tags, &tenant_etag(&current))) {
         return Err(stale(&current));
     }
     if current.status == TenantStatus::Deleting {

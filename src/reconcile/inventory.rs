@@ -56,6 +56,7 @@ pub async fn take(aws: &Aws, cell: &Cell, prefix: &str) -> Result<Inventory, Aws
     load_balancing(aws, cell, &mut inv).await?;
     services(aws, cell, &mut inv).await?;
     scalable_targets(aws, prefix, &mut inv).await?;
+    alarms(aws, prefix, &mut inv).await?;
     for found in inv.values_mut() {
         found.sort();
     }
@@ -332,6 +333,20 @@ async fn services(aws: &Aws, cell: &Cell, inv: &mut Inventory) -> Result<(), Aws
                 .filter_map(|t| Some((t.key()?, t.value()?))),
         );
         add(inv, tenant, "service", arn);
+    }
+    Ok(())
+}
+
+/// Alarms named `{prefix}-…`, by their tags (the scaling policy's `TargetTracking-…`
+/// alarms belong to Application Auto Scaling and go with the policy).
+async fn alarms(aws: &Aws, prefix: &str, inv: &mut Inventory) -> Result<(), AwsError> {
+    for alarm in super::alarms::describe_prefix(&aws.cloudwatch, &format!("{prefix}-")).await? {
+        let (Some(name), Some(arn)) = (alarm.alarm_name(), alarm.alarm_arn()) else {
+            continue;
+        };
+        let tags = super::alarms::tags_of(&aws.cloudwatch, arn).await?;
+        let tenant = ours(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        add(inv, tenant, "alarms", name);
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Making AWS match each tenant's row: one module per resource kind, each with observe,
 //! ensure (create or repair) and delete, all safe to repeat.
 
+pub mod alarms;
 pub mod bucket;
 pub mod inventory;
 pub mod log_group;

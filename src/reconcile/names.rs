@@ -24,6 +24,8 @@ pub struct TenantNames {
     pub target_group: String,
     pub service: String,
     pub scaling_policy: String,
+    /// `{p}-{s}-`: each of the tenant's alarms is this followed by its kind.
+    pub alarm_prefix: String,
 }
 
 /// A resource name prefix short enough for every state's bucket name to fit.
@@ -70,8 +72,19 @@ impl TenantNames {
             task_family: base.clone(),
             target_group: target_group_name(p, slug),
             scaling_policy: scaling_policy_name(&base),
+            alarm_prefix: format!("{base}-"),
             service: base,
         }
+    }
+}
+
+impl TenantNames {
+    /// Every alarm of the tenant, in [`super::alarms::KINDS`] order.
+    pub fn alarms(&self) -> Vec<String> {
+        super::alarms::KINDS
+            .iter()
+            .map(|kind| format!("{}{kind}", self.alarm_prefix))
+            .collect()
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::alarms::AlarmSettings;
 use super::names::{Prefix, TenantNames};
 use crate::domain::state::StateSlug;
 
@@ -31,6 +32,8 @@ pub struct Platform {
     pub log_retention_days: i32,
     /// A deployment not completed this long after ECS started it is reported as failed.
     pub deployment_timeout: Duration,
+    /// Thresholds of every tenant's alarms, and where they notify.
+    pub alarms: AlarmSettings,
     pub cells: Vec<Cell>,
 }
 

@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_ecs::{
     types::{
-        AssignPublicIp, AwsVpcConfiguration, DeploymentCircuitBreaker, DeploymentConfiguration,
-        DeploymentRolloutState, LaunchType, LoadBalancer, NetworkConfiguration, PropagateTags,
-        Service, Tag,
+        AssignPublicIp, AwsVpcConfiguration, DeploymentAlarms, DeploymentCircuitBreaker,
+        DeploymentConfiguration, DeploymentRolloutState, LaunchType, LoadBalancer,
+        NetworkConfiguration, PropagateTags, Service, Tag,
     },
     Client,
 };
@@ -31,6 +31,8 @@ pub struct ServiceSpec<'a> {
     pub desired_count: i32,
     pub min_count: i32,
     pub max_count: i32,
+    /// The alarms a deployment watches; when one fires, ECS rolls the deployment back.
+    pub alarm_names: &'a [String],
     pub tenant: StateSlug,
     /// Makes a CreateService retried after a lost answer return the same service.
     pub client_token: &'a str,
@@ -76,13 +78,20 @@ fn load_balancer(spec: &ServiceSpec<'_>) -> LoadBalancer {
         .build()
 }
 
-fn deployment() -> Result<DeploymentConfiguration, AwsError> {
+fn deployment(spec: &ServiceSpec<'_>) -> Result<DeploymentConfiguration, AwsError> {
     let breaker = DeploymentCircuitBreaker::builder()
         .enable(true)
         .rollback(true)
         .build();
+    let alarms = DeploymentAlarms::builder()
+        .set_alarm_names(Some(spec.alarm_names.to_vec()))
+        .enable(true)
+        .rollback(true)
+        .build()
+        .map_err(|e| AwsError::build(ECS, "UpdateService", e))?;
     Ok(DeploymentConfiguration::builder()
         .deployment_circuit_breaker(breaker)
+        .alarms(alarms)
         .minimum_healthy_percent(100)
         .maximum_percent(200)
         .build())
@@ -113,10 +122,22 @@ fn load_balancer_ok(svc: &Service, spec: &ServiceSpec<'_>) -> bool {
             && lb.container_port() == Some(NGINX_PORT))
 }
 
-fn breaker_ok(svc: &Service) -> bool {
-    svc.deployment_configuration()
-        .and_then(|d| d.deployment_circuit_breaker())
-        .is_some_and(|b| b.enable() && b.rollback())
+/// The circuit breaker and the deployment alarms, both rolling back.
+fn deployment_ok(svc: &Service, spec: &ServiceSpec<'_>) -> bool {
+    let Some(d) = svc.deployment_configuration() else {
+        return false;
+    };
+    let breaker = d
+        .deployment_circuit_breaker()
+        .is_some_and(|b| b.enable() && b.rollback());
+    let alarms = d.alarms().is_some_and(|a| {
+        let mut have = a.alarm_names().to_vec();
+        let mut want = spec.alarm_names.to_vec();
+        have.sort();
+        want.sort();
+        a.enable() && a.rollback() && have == want
+    });
+    breaker && alarms
 }
 
 /// Creates the service, or brings an existing one to the spec. The desired count is only
@@ -140,7 +161,8 @@ pub async fn ensure(
     let task_ok = svc.task_definition() == Some(spec.task_definition_arn);
     let count = svc.desired_count();
     let count_ok = (spec.min_count..=spec.max_count).contains(&count);
-    let settings_ok = network_ok(&svc, spec) && load_balancer_ok(&svc, spec) && breaker_ok(&svc);
+    let settings_ok =
+        network_ok(&svc, spec) && load_balancer_ok(&svc, spec) && deployment_ok(&svc, spec);
     if task_ok && count_ok && settings_ok {
         return Ok(Changes::new());
     }
@@ -156,7 +178,7 @@ pub async fn ensure(
         update = update
             .network_configuration(network(spec)?)
             .load_balancers(load_balancer(spec))
-            .deployment_configuration(deployment()?);
+            .deployment_configuration(deployment(spec)?);
     }
     update.send().await.map_err(sdk(ECS, "UpdateService"))?;
     Ok(vec!["UpdateService"])
@@ -186,7 +208,7 @@ async fn create(ecs: &Client, spec: &ServiceSpec<'_>) -> Result<Changes, AwsErro
         .launch_type(LaunchType::Fargate)
         .network_configuration(network(spec)?)
         .load_balancers(load_balancer(spec))
-        .deployment_configuration(deployment()?)
+        .deployment_configuration(deployment(spec)?)
         .health_check_grace_period_seconds(30)
         .propagate_tags(PropagateTags::Service)
         .enable_ecs_managed_tags(true)

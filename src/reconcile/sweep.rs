@@ -7,17 +7,18 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use super::{
-    bucket, inventory::Inventory, log_group, names, platform::Cell, role, rule, scaling, service,
-    table, target_group, task_def, Changes,
+    alarms, bucket, inventory::Inventory, log_group, names, platform::Cell, role, rule, scaling,
+    service, table, target_group, task_def, Changes,
 };
 use crate::aws::{error::Retry, Aws, AwsError};
 
 /// The order resources are removed in, as in a tenant's deletion: what uses a resource
 /// goes before it (the service before its target group, the rule before the target group).
-pub const DELETE_ORDER: [&str; 9] = [
+pub const DELETE_ORDER: [&str; 10] = [
     "autoscaling",
     "service",
     "listener_rule",
+    "alarms",
     "target_group",
     "task_definition",
     "log_group",
@@ -90,6 +91,7 @@ pub async fn delete(
         }
         "service" => service::delete(&aws.ecs, &cell.cluster, last_segment(id)).await,
         "listener_rule" => rule::delete_arn(&aws.elb, id).await,
+        "alarms" => alarms::delete(&aws.cloudwatch, &[id.to_owned()]).await,
         "target_group" => target_group::delete(&aws.elb, target_group_name(id)).await,
         "task_definition" => task_def::delete(&aws.ecs, task_family(id)).await,
         "log_group" => log_group::delete(&aws.logs, id).await,

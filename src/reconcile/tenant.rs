@@ -6,7 +6,7 @@ use std::{future::Future, time::Duration};
 use serde_json::{json, Value};
 
 use super::{
-    bucket, log_group,
+    alarms, bucket, log_group,
     names::TenantNames,
     platform::{Cell, Platform},
     progress::Progress,
@@ -114,6 +114,7 @@ impl Pass<'_> {
         table?;
         let task_def_arn = compute?;
         let target_group_arn = routing?;
+        Box::pin(self.alarms(&n, cell, &target_group_arn)).await?;
         Box::pin(self.service(&n, cell, spec, &task_def_arn, &target_group_arn)).await?;
         Box::pin(self.scaling(&n, cell, spec)).await?;
         Box::pin(self.rollout(&n, cell, &task_def_arn)).await
@@ -303,6 +304,38 @@ impl Pass<'_> {
         Ok(tg_arn)
     }
 
+    /// The alarms on the target group and the service; before the service, whose
+    /// deployments watch two of them.
+    async fn alarms(
+        &self,
+        n: &TenantNames,
+        cell: &Cell,
+        target_group_arn: &str,
+    ) -> Result<(), PassError> {
+        let load_balancer = alarms::load_balancer_dimension(&cell.listener_arn);
+        let subject = alarms::Subject {
+            name_prefix: &n.alarm_prefix,
+            target_group: alarms::target_group_dimension(target_group_arn),
+            load_balancer: &load_balancer,
+            cluster: &cell.cluster,
+            service: &n.service,
+            tenant: n.slug,
+        };
+        let wanted = alarms::wanted(&subject, &self.platform.alarms);
+        let names = n.alarms();
+        self.step(
+            "alarms",
+            &format!("{}*", n.alarm_prefix),
+            async {
+                alarms::ensure(&self.aws.cloudwatch, &wanted, n.slug)
+                    .await
+                    .map(|c| ((), c))
+            },
+            |_| json!({ "names": names, "prefix": n.alarm_prefix }),
+        )
+        .await
+    }
+
     async fn service(
         &self,
         n: &TenantNames,
@@ -312,6 +345,10 @@ impl Pass<'_> {
         target_group_arn: &str,
     ) -> Result<(), PassError> {
         let token = client_token(self.progress.tenant().id);
+        let deployment_alarms: Vec<String> = alarms::DEPLOYMENT_KINDS
+            .iter()
+            .map(|kind| format!("{}{kind}", n.alarm_prefix))
+            .collect();
         let s = service::ServiceSpec {
             cluster: &cell.cluster,
             name: &n.service,
@@ -322,6 +359,7 @@ impl Pass<'_> {
             desired_count: count(spec.counts.desired()),
             min_count: count(spec.counts.min()),
             max_count: count(spec.counts.max()),
+            alarm_names: &deployment_alarms,
             tenant: n.slug,
             client_token: &token,
         };
@@ -479,6 +517,12 @@ impl Pass<'_> {
             "listener_rule",
             &host,
             rule::delete(&aws.elb, &cell.listener_arn, &host),
+        )
+        .await?;
+        self.gone(
+            "alarms",
+            &format!("{}*", n.alarm_prefix),
+            alarms::delete(&aws.cloudwatch, &n.alarms()),
         )
         .await?;
         self.gone(

@@ -2,6 +2,7 @@
 //! concurrency), release them with when to look again. Woken by NOTIFY for API writes, and
 //! by the earliest due time otherwise (backoffs, resyncs, expired leases of dead workers).
 
+pub mod health;
 mod pass;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -30,6 +31,8 @@ pub struct WorkerSettings {
     /// Backoff after the first failure, doubled per attempt up to `backoff_max`.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// How often each cell's ready tenants are observed for their health.
+    pub health_interval: Duration,
 }
 
 pub struct Worker {
@@ -78,6 +81,7 @@ impl Worker {
         let in_flight = InFlight::default();
         let listener = tokio::spawn(listen(this.pool.clone(), wake.clone(), in_flight.clone()));
         let housekeeping = tokio::spawn(housekeeping(this.pool.clone()));
+        let health = tokio::spawn(health::run(this.clone()));
         tracing::info!(worker = %this.id, concurrency = this.settings.concurrency, "worker started");
         let mut passes = JoinSet::new();
         // Only the cells this worker has settings for; other cells' workers take the rest.
@@ -119,6 +123,7 @@ impl Worker {
         }
         listener.abort();
         housekeeping.abort();
+        health.abort();
         tracing::info!(worker = %this.id, in_flight = passes.len(), "worker stopping; finishing passes under way");
         while passes.join_next().await.is_some() {}
         Ok(())

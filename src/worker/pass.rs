@@ -456,6 +456,7 @@ mod tests {
             rollout_watch: Duration::from_secs(20),
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
+            health_interval: Duration::from_secs(60),
         }
     }
 

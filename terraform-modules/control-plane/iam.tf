@@ -20,6 +20,7 @@ locals {
   target_group = "${local.arn_prefix}:elasticloadbalancing:${local.region}:${local.account_id}:targetgroup/${local.prefix}-*/*"
   # Rules of the shared listener: listener/app/{lb}/{id}/{listener} → listener-rule/app/{lb}/{id}/{listener}/{rule}
   listener_rules = "${replace(local.listener_arn, ":listener/", ":listener-rule/")}/*"
+  tenant_alarms  = "${local.arn_prefix}:cloudwatch:${local.region}:${local.account_id}:alarm:${local.prefix}-*"
   managed_tag    = "statehouse:managed-by"
 }
 
@@ -247,11 +248,23 @@ data "aws_iam_policy_document" "worker" {
     }
   }
 
-  # Target tracking creates and removes its alarms with the caller's permissions.
+  # The tenants' own alarms, {prefix}-{state}-{kind}, and the TargetTracking-… alarms that
+  # target tracking creates and removes with the caller's permissions. Alarm actions
+  # publish to the SNS topic under the topic's own policy: no SNS permission is needed.
   statement {
-    sid       = "CloudWatchTargetTrackingAlarms"
-    actions   = local.worker_actions["CloudWatchTargetTrackingAlarms"]
-    resources = ["${local.arn_prefix}:cloudwatch:${local.region}:${local.account_id}:alarm:TargetTracking-service/${local.cluster_name}/${local.prefix}-*"]
+    sid     = "CloudWatchAlarms"
+    actions = local.worker_actions["CloudWatchAlarms"]
+    resources = [
+      local.tenant_alarms,
+      "${local.arn_prefix}:cloudwatch:${local.region}:${local.account_id}:alarm:TargetTracking-service/${local.cluster_name}/${local.prefix}-*",
+    ]
+  }
+
+  # Tags go on the tenants' own alarms only.
+  statement {
+    sid       = "CloudWatchTagTenantAlarms"
+    actions   = local.worker_actions["CloudWatchTagTenantAlarms"]
+    resources = [local.tenant_alarms]
   }
 }
 
@@ -300,6 +313,7 @@ locals {
     "LogsTenantLogGroups", "EcsRegisterTaskDefinitions", "EcsDeregisterTaskDefinitions",
     "EcsDeleteTenantTaskDefinitions", "EcsTagOnCreate", "EcsReadCellServices", "EcsTenantServices",
     "ElbCreateTenantTargetGroups", "ElbTenantTargetGroups", "ElbTagTenantResources", "ElbCreateRules",
-    "ElbTenantRules", "AutoscalingRegisterTargets", "AutoscalingTenantTargets", "CloudWatchTargetTrackingAlarms",
+    "ElbTenantRules", "AutoscalingRegisterTargets", "AutoscalingTenantTargets", "CloudWatchAlarms",
+    "CloudWatchTagTenantAlarms",
   ]
 }

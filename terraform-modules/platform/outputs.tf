@@ -46,6 +46,11 @@ output "execution_role_arn" {
   value       = aws_iam_role.execution.arn
 }
 
+output "alarm_topic_arn" {
+  description = "STATEHOUSE_ALARM_TOPIC_ARN: the SNS topic every tenant alarm notifies."
+  value       = aws_sns_topic.alarms.arn
+}
+
 output "account_id" {
   description = "STATEHOUSE_ACCOUNT_ID: the AWS account."
   value       = local.account_id
@@ -68,6 +73,7 @@ output "environment" {
     STATEHOUSE_SUBNETS            = join(",", var.private_subnet_ids)
     STATEHOUSE_SECURITY_GROUPS    = aws_security_group.tasks.id
     STATEHOUSE_EXECUTION_ROLE_ARN = aws_iam_role.execution.arn
+    STATEHOUSE_ALARM_TOPIC_ARN    = aws_sns_topic.alarms.arn
     STATEHOUSE_ACCOUNT_ID         = local.account_id
     AWS_REGION                    = local.region
   }

@@ -77,6 +77,21 @@ impl TestApp {
         settings: ApiSettings,
         queue_timeout: Duration,
     ) -> Self {
+        Self::spawn_full(pool, router, settings, queue_timeout, None).await
+    }
+
+    /// The API whose `/v1/tenants/{name}/health` reads AWS with `aws`.
+    pub async fn spawn_with_aws(pool: PgPool, aws: statehouse::aws::Aws) -> Self {
+        Self::spawn_full(pool, http::router, settings(), QUEUE_TIMEOUT, Some(aws)).await
+    }
+
+    async fn spawn_full(
+        pool: PgPool,
+        router: impl FnOnce(AppState) -> Router,
+        settings: ApiSettings,
+        queue_timeout: Duration,
+        aws: Option<statehouse::aws::Aws>,
+    ) -> Self {
         let admin = Self::create_key(&pool, "ops", Role::Admin).await;
         let viewer = Self::create_key(&pool, "auditor", Role::Viewer).await;
         let metrics = Arc::new(Metrics::default());
@@ -85,7 +100,10 @@ impl TestApp {
             cache_ttl: CACHE_TTL,
         };
         let hash = Some(hash_token(BOOTSTRAP_TOKEN));
-        let state = AppState::new(pool.clone(), settings, metrics.clone(), hash, tuning);
+        let mut state = AppState::new(pool.clone(), settings, metrics.clone(), hash, tuning);
+        if let Some(aws) = aws {
+            state = state.with_aws(aws);
+        }
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");

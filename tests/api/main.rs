@@ -6,6 +6,7 @@ mod cache;
 mod cli;
 mod contract;
 mod errors;
+mod fleet;
 mod health;
 mod helpers;
 mod openapi;

@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// One fresh tenant per kill point while creating, so every point has work to land on.
-const TENANT_COUNT: usize = 30;
+const TENANT_COUNT: usize = 32;
 
 fn tenants() -> Vec<&'static str> {
     StateSlug::all()
@@ -41,7 +41,7 @@ const CHANGED: [usize; 3] = [3, 11, 19];
 const PURGE_OPERATIONS: [&str; 3] = ["CreateBackup", "DeleteTable", "DeleteBucket"];
 
 /// The mutating operations of each resource kind, creating and deleting.
-const KINDS: [(&str, &[&str], &[&str]); 9] = [
+const KINDS: [(&str, &[&str], &[&str]); 10] = [
     (
         "bucket",
         &[
@@ -80,6 +80,7 @@ const KINDS: [(&str, &[&str], &[&str]); 9] = [
         &["DeleteTargetGroup"],
     ),
     ("listener_rule", &["CreateRule"], &["DeleteRule"]),
+    ("alarms", &["PutMetricAlarm"], &["DeleteAlarms"]),
     (
         "service",
         &["CreateService"],
@@ -116,6 +117,8 @@ const CREATE_POINTS: &[&str] = &[
     "kill:before:CreateRule#1",
     "kill:after:PutBucketTagging#1",
     "kill:after:CreateRule#1",
+    "kill:before:PutMetricAlarm#1",
+    "kill:after:PutMetricAlarm#3",
     "kill:before:RegisterTaskDefinition#1",
     "kill:after:RegisterTaskDefinition#2",
     "kill:after:RegisterTaskDefinition#1",
@@ -148,6 +151,8 @@ const DELETE_POINTS: &[&str] = &[
     "kill:after:DeleteService#2",
     "kill:before:DeleteRule#1",
     "kill:after:DeleteRule#2",
+    "kill:before:DeleteAlarms#1",
+    "kill:after:DeleteAlarms#2",
     "kill:after:DeleteTargetGroup#1",
     "kill:before:DeregisterTaskDefinition#2",
     "kill:after:DeregisterTaskDefinition#1",
@@ -406,6 +411,7 @@ pub async fn assert_one_of_each(
             *kinds.entry(found.kind).or_default() += 1;
         }
         let expected: BTreeMap<&str, usize> = [
+            ("alarms", 6),
             ("autoscaling", 1),
             ("bucket", 1),
             ("listener_rule", 1),

@@ -15,6 +15,7 @@ use statehouse::{
     },
     metrics::Metrics,
     reconcile::{
+        alarms::AlarmSettings,
         inventory,
         names::{Prefix, TenantNames},
         platform::{Cell, Platform},
@@ -57,6 +58,8 @@ pub fn settings() -> WorkerSettings {
         rollout_watch: Duration::from_secs(2),
         backoff_base: Duration::from_millis(200),
         backoff_max: Duration::from_secs(2),
+        // Tests of health set their own; elsewhere one round at start, with no tenant yet.
+        health_interval: Duration::from_secs(3600),
     }
 }
 
@@ -155,6 +158,7 @@ impl Stack {
             execution_role_arn: get("STATEHOUSE_EXECUTION_ROLE_ARN"),
             log_retention_days: 30,
             deployment_timeout,
+            alarms: AlarmSettings::default(),
             cells: vec![Cell {
                 name: "cell-1".into(),
                 cluster: get("STATEHOUSE_CLUSTER"),

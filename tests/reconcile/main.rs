@@ -11,6 +11,7 @@ mod crash;
 mod drift;
 mod faults;
 mod harness;
+mod health;
 mod leases;
 mod postgres_restart;
 mod process;

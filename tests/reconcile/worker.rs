@@ -237,6 +237,7 @@ async fn california_gets_every_resource_with_the_required_settings(pool: PgPool)
         "task_definition",
         "target_group",
         "listener_rule",
+        "alarms",
         "service",
         "autoscaling",
         "Deployed",
@@ -432,7 +433,8 @@ async fn deleting_with_retain_keeps_only_the_bucket_and_table(pool: PgPool) {
     stack.create("maine", spec()).await;
     stack.ready("vermont").await;
     stack.ready("maine").await;
-    assert_eq!(stack.leftovers("vermont").await.len(), 9);
+    // One of each kind, and six alarms.
+    assert_eq!(stack.leftovers("vermont").await.len(), 9 + 6);
     stack.delete("vermont", DataPolicy::Retain).await;
     let t = stack
         .wait_for("vermont", Duration::from_secs(60), |t| {
@@ -443,7 +445,7 @@ async fn deleting_with_retain_keeps_only_the_bucket_and_table(pool: PgPool) {
     assert_eq!(t.resources["bucket"]["retained"], true);
     assert_eq!(
         stack.leftovers("maine").await.len(),
-        9,
+        9 + 6,
         "the neighbour is untouched"
     );
     stack.stop().await;
