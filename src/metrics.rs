@@ -143,6 +143,21 @@ impl Default for Metrics {
     }
 }
 
+/// Sets the gauge of every status in `all` from `counts`, those not counted to 0.
+fn set_every<const N: usize>(
+    gauges: &Family<StatusLabels, Gauge>,
+    all: [&'static str; N],
+    counts: &[(&str, i64)],
+) {
+    for status in all {
+        let n = counts
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map_or(0, |(_, n)| *n);
+        gauges.get_or_create(&StatusLabels { status }).set(n);
+    }
+}
+
 impl Metrics {
     pub fn observe_request(&self, method: &Method, route: &str, status: u16, elapsed: Duration) {
         // Clients can send any method token; only known ones become label values.
@@ -169,32 +184,22 @@ impl Metrics {
 
     /// Sets every status, so one that dropped to zero reads 0 rather than its old value.
     pub fn set_tenant_counts(&self, counts: &[(TenantStatus, i64)]) {
-        for status in TenantStatus::ALL {
-            let n = counts
-                .iter()
-                .find(|(s, _)| *s == status)
-                .map_or(0, |(_, n)| *n);
-            self.tenants
-                .get_or_create(&StatusLabels {
-                    status: status.as_str(),
-                })
-                .set(n);
-        }
+        let counts: Vec<_> = counts.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+        set_every(
+            &self.tenants,
+            TenantStatus::ALL.map(TenantStatus::as_str),
+            &counts,
+        );
     }
 
     /// Sets every health status, zeros included.
     pub fn set_health_counts(&self, counts: &[(HealthStatus, i64)]) {
-        for status in HealthStatus::ALL {
-            let n = counts
-                .iter()
-                .find(|(s, _)| *s == status)
-                .map_or(0, |(_, n)| *n);
-            self.tenant_health
-                .get_or_create(&StatusLabels {
-                    status: status.as_str(),
-                })
-                .set(n);
-        }
+        let counts: Vec<_> = counts.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+        set_every(
+            &self.tenant_health,
+            HealthStatus::ALL.map(HealthStatus::as_str),
+            &counts,
+        );
     }
 
     pub fn health_observed(&self, outcome: &'static str) {

@@ -164,7 +164,8 @@ pub fn observation(
         tasks: service.map(|svc| Tasks {
             desired: svc.desired_count(),
             running: svc.running_count(),
-            pending: svc.pending_count(),
+            // An emulator may report running above desired and pending below zero.
+            pending: svc.pending_count().max(0),
         }),
         deployment: service.and_then(primary_deployment),
         targets: Some(targets),
@@ -185,7 +186,7 @@ fn primary_deployment(svc: &Service) -> Option<Deployment> {
         rollout_state_reason: d.rollout_state_reason().map(str::to_owned),
         desired: d.desired_count(),
         running: d.running_count(),
-        pending: d.pending_count(),
+        pending: d.pending_count().max(0),
         failed_tasks: d.failed_tasks(),
         updated_at: d.updated_at().and_then(time),
     })

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_cloudwatch::{
+    operation::describe_alarms::builders::DescribeAlarmsFluentBuilder,
     types::{
         ComparisonOperator, Dimension, Metric, MetricAlarm, MetricDataQuery, MetricStat, Statistic,
         Tag,
@@ -452,33 +453,22 @@ async fn put(cw: &Client, want: &Wanted, tenant: StateSlug) -> Result<(), AwsErr
 
 /// The named alarms that exist (one call: DescribeAlarms takes up to 100 names).
 pub async fn describe(cw: &Client, names: &[String]) -> Result<Vec<MetricAlarm>, AwsError> {
-    let mut found = Vec::new();
-    let mut token = None;
-    loop {
-        let out = cw
-            .describe_alarms()
-            .set_alarm_names(Some(names.to_vec()))
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(sdk(CLOUDWATCH, "DescribeAlarms"))?;
-        found.extend(out.metric_alarms().iter().cloned());
-        token = out.next_token().map(str::to_owned);
-        if token.is_none() {
-            return Ok(found);
-        }
-    }
+    every_page(cw, |r| r.set_alarm_names(Some(names.to_vec()))).await
 }
 
 /// Every metric alarm whose name starts with `prefix`, page by page.
 pub async fn describe_prefix(cw: &Client, prefix: &str) -> Result<Vec<MetricAlarm>, AwsError> {
+    every_page(cw, |r| r.alarm_name_prefix(prefix).max_records(100)).await
+}
+
+async fn every_page(
+    cw: &Client,
+    filter: impl Fn(DescribeAlarmsFluentBuilder) -> DescribeAlarmsFluentBuilder,
+) -> Result<Vec<MetricAlarm>, AwsError> {
     let mut found = Vec::new();
     let mut token = None;
     loop {
-        let out = cw
-            .describe_alarms()
-            .alarm_name_prefix(prefix)
-            .max_records(100)
+        let out = filter(cw.describe_alarms())
             .set_next_token(token)
             .send()
             .await
