@@ -154,14 +154,7 @@ async fn read(aws: &Aws, tenant: &Tenant) -> LiveHealth {
     );
     let window = match &series {
         Ok(all) => last_window(all, now),
-        Err(e) => Window {
-            seconds: observe::WINDOW.num_seconds() as u32,
-            requests: None,
-            errors_5xx: None,
-            cpu_percent: None,
-            memory_percent: None,
-            unavailable: Some(e.to_string()),
-        },
+        Err(e) => Window::unavailable(observe::WINDOW_SECONDS, e.to_string()),
     };
     match series {
         Ok(all) => live
@@ -216,25 +209,15 @@ async fn read(aws: &Aws, tenant: &Tenant) -> LiveHealth {
 /// The last five minutes of the hour's series, summed up as the worker's window is.
 fn last_window(all: &[(&'static str, Series)], now: DateTime<Utc>) -> Window {
     let from = now - observe::WINDOW;
-    let recent = |key: &str| -> Option<Vec<f64>> {
+    Window::summarise(observe::WINDOW_SECONDS, |key| {
         let s = &all.iter().find(|(k, _)| *k == key)?.1;
-        let v: Vec<f64> = s
-            .timestamps
-            .iter()
-            .zip(&s.values)
-            .filter(|(t, _)| **t >= from)
-            .map(|(_, v)| *v)
-            .collect();
-        (!v.is_empty()).then_some(v)
-    };
-    let sum = |key| recent(key).map(|v| v.iter().sum::<f64>());
-    let mean = |key| recent(key).map(|v| v.iter().sum::<f64>() / v.len() as f64);
-    Window {
-        seconds: observe::WINDOW.num_seconds() as u32,
-        requests: sum("requests"),
-        errors_5xx: sum("errors_5xx"),
-        cpu_percent: mean("cpu_percent"),
-        memory_percent: mean("memory_percent"),
-        unavailable: None,
-    }
+        Some(
+            s.timestamps
+                .iter()
+                .zip(&s.values)
+                .filter(|(t, _)| **t >= from)
+                .map(|(_, v)| *v)
+                .collect(),
+        )
+    })
 }

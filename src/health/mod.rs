@@ -188,6 +188,36 @@ pub struct Window {
     pub unavailable: Option<String>,
 }
 
+impl Window {
+    /// The window of `seconds` from each metric's points: sums of the counts, means of the
+    /// utilizations; a metric without points is absent.
+    pub fn summarise(seconds: u32, points: impl Fn(&str) -> Option<Vec<f64>>) -> Self {
+        let points = |key| points(key).filter(|v: &Vec<f64>| !v.is_empty());
+        let sum = |key| points(key).map(|v| v.iter().sum::<f64>());
+        let mean = |key| points(key).map(|v| v.iter().sum::<f64>() / v.len() as f64);
+        Self {
+            seconds,
+            requests: sum("requests"),
+            errors_5xx: sum("errors_5xx"),
+            cpu_percent: mean("cpu_percent"),
+            memory_percent: mean("memory_percent"),
+            unavailable: None,
+        }
+    }
+
+    /// A window whose metrics could not be read, and why.
+    pub fn unavailable(seconds: u32, reason: String) -> Self {
+        Self {
+            seconds,
+            requests: None,
+            errors_5xx: None,
+            cpu_percent: None,
+            memory_percent: None,
+            unavailable: Some(reason),
+        }
+    }
+}
+
 /// Everything read of one tenant in one observation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observation {

@@ -76,6 +76,7 @@ fn dim(name: &str, value: &str) -> Dimension {
 
 /// The last minutes every observation sums up.
 pub const WINDOW: TimeDelta = TimeDelta::minutes(5);
+pub const WINDOW_SECONDS: u32 = 300;
 
 /// GetMetricData takes at most 500 queries; each tenant needs [`METRICS`]'s four.
 const QUERIES_PER_CALL: usize = 500;
@@ -138,14 +139,7 @@ pub async fn round(
             let service = services.get(&(s.cluster.clone(), s.service.clone()));
             let metrics = match &metrics {
                 Ok(series) => window_of(series, i),
-                Err(e) => Window {
-                    seconds: WINDOW.num_seconds() as u32,
-                    requests: None,
-                    errors_5xx: None,
-                    cpu_percent: None,
-                    memory_percent: None,
-                    unavailable: Some(e.to_string()),
-                },
+                Err(e) => Window::unavailable(WINDOW_SECONDS, e.to_string()),
             };
             Ok(observation(s, service, targets, alarms, Some(metrics)))
         })
@@ -408,24 +402,12 @@ async fn window(
     metric_data(aws, queries, end - WINDOW, end, true).await
 }
 
-/// Subject `i`'s window: sums of the counts, means of the utilizations.
+/// Subject `i`'s window.
 fn window_of(series: &HashMap<String, Series>, i: usize) -> Window {
-    let values = |m: usize| {
-        series
-            .get(&query_id(m, i))
-            .map(|s| s.values.clone())
-            .filter(|v| !v.is_empty())
-    };
-    let sum = |m: usize| values(m).map(|v| v.iter().sum::<f64>());
-    let mean = |m: usize| values(m).map(|v| v.iter().sum::<f64>() / v.len() as f64);
-    Window {
-        seconds: WINDOW.num_seconds() as u32,
-        requests: sum(0),
-        errors_5xx: sum(1),
-        cpu_percent: mean(2),
-        memory_percent: mean(3),
-        unavailable: None,
-    }
+    Window::summarise(WINDOW_SECONDS, |key| {
+        let m = METRICS.iter().position(|(k, ..)| *k == key)?;
+        series.get(&query_id(m, i)).map(|s| s.values.clone())
+    })
 }
 
 /// The last hour of one subject, one-minute points: each of [`METRICS`] by its key.

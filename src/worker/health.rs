@@ -106,8 +106,14 @@ pub async fn observe_cell(
             }
             Err(reason) => {
                 report.skipped += 1;
-                db::health::record(pool, t.id, |before| Health::unknown(reason, Some(before)))
+                // Written only when it says something new; most rounds it does not.
+                let next = Health::unknown(reason, Some(&t.health));
+                if next != t.health {
+                    db::health::record(pool, t.id, |before| {
+                        Health::unknown(next.reason, Some(before))
+                    })
                     .await?;
+                }
             }
         }
     }

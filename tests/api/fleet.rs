@@ -30,6 +30,17 @@ fn health(status: &str, reason: &str, since: &str) -> Value {
 }
 
 /// Waits until the API serves `name` with health `status` (its cache hears of the change).
+/// The names a list request answers with.
+async fn listed(app: &TestApp, query: &str) -> Vec<String> {
+    let page: Value = app.get(query).await.json().await.unwrap();
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 async fn served_health(app: &TestApp, name: &str, status: &str) -> Value {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
@@ -232,32 +243,11 @@ async fn tenants_are_listed_by_health_counted_on_metrics_and_their_etag_ignores_
     )
     .await;
 
-    let page: Value = app
-        .get("/v1/tenants?health=degraded")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let names: Vec<&str> = page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["texas"]);
-    let page: Value = app
-        .get("/v1/tenants?health=unknown&status=pending")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let names: Vec<&str> = page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["ohio"]);
+    assert_eq!(listed(&app, "/v1/tenants?health=degraded").await, ["texas"]);
+    assert_eq!(
+        listed(&app, "/v1/tenants?health=unknown&status=pending").await,
+        ["ohio"]
+    );
     let bad = app.get("/v1/tenants?health=sick").await;
     let body = problem(bad, 400, "bad-request").await;
     assert_eq!(body["errors"][0]["field"], "health", "{body}");
