@@ -157,6 +157,7 @@ async fn onboard(n: usize, admin_url: &str, faults: Option<&faults::FaultConfig>
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(10),
             health_interval: Duration::from_secs(3600),
+            rollout_gate_interval: Duration::from_secs(1),
         },
         metrics: Arc::new(Metrics::default()),
         observer: Some(Arc::new(move |r: &PassReport| {

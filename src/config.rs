@@ -218,6 +218,15 @@ pub fn parse_cells(list: &str, default: u32) -> anyhow::Result<Vec<CellCapacity>
 
 /// A duration as `90`, `90s`, `5m` or `2h` (a bare number is seconds).
 pub fn parse_duration(input: &str) -> Result<Duration, String> {
+    single_unit(input).or_else(|e| match crate::domain::rollout::Span::parse(input) {
+        // Several components, as in `1h 30m` or `5h30m`.
+        Ok(span) if !span.0.is_zero() => Ok(span.0),
+        _ => Err(e),
+    })
+}
+
+/// A number with one unit, or a bare number of seconds: `90`, `1.5h`, `250ms`.
+fn single_unit(input: &str) -> Result<Duration, String> {
     let input = input.trim();
     let (number, unit) = match input.find(|c: char| !c.is_ascii_digit() && c != '.') {
         Some(i) => input.split_at(i),
@@ -489,6 +498,10 @@ pub struct WorkerArgs {
     /// Every ready tenant's health is observed in AWS this often (one round per cell).
     #[arg(long, env = "STATEHOUSE_HEALTH_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     pub health_interval: Duration,
+    /// While a rollout's tenants bake, their health (alarms, targets, tasks) is read from
+    /// AWS this often, and at the end of each bake.
+    #[arg(long, env = "STATEHOUSE_ROLLOUT_GATE_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    pub rollout_gate_interval: Duration,
 }
 
 impl WorkerArgs {
@@ -508,6 +521,7 @@ impl WorkerArgs {
             backoff_base: self.backoff_base,
             backoff_max: self.backoff_max.max(self.backoff_base),
             health_interval: self.health_interval,
+            rollout_gate_interval: self.rollout_gate_interval.max(Duration::from_millis(100)),
         })
     }
 }
@@ -515,6 +529,17 @@ impl WorkerArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_take_one_unit_or_several() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("5h30m").unwrap(), Duration::from_secs(19800));
+        assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
+        for bad in ["0s", "0s 0ms", "soon", "5 fortnights"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn cells_take_their_own_capacity_or_the_default() {

@@ -9,7 +9,10 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{domain::tenant::TenantStatus, health::HealthStatus};
+use crate::{
+    domain::{rollout::RolloutState, tenant::TenantStatus},
+    health::HealthStatus,
+};
 
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -56,11 +59,20 @@ pub struct Metrics {
     tenant_health: Family<StatusLabels, Gauge>,
     health_observations: Family<OutcomeLabels, Counter>,
     health_transitions: Family<TransitionLabels, Counter>,
+    rollouts: Family<StatusLabels, Gauge>,
+    rollout_tenants: Family<OutcomeLabels, Counter>,
+    rollout_seconds: Family<StatusLabels, Histogram, fn() -> Histogram>,
 }
 
 fn latency_buckets() -> Histogram {
     Histogram::new([
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
+}
+
+fn rollout_buckets() -> Histogram {
+    Histogram::new([
+        10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0,
     ])
 }
 
@@ -127,8 +139,30 @@ impl Default for Metrics {
             "Changes of a tenant's health, by the status it changed to (down, degraded, healthy)",
             health_transitions.clone(),
         );
+        let rollouts = Family::<StatusLabels, Gauge>::default();
+        registry.register(
+            "rollouts",
+            "Rollouts by state (running, awaiting_approval, paused, rolling_back, succeeded, rolled_back, rollback_failed, aborted)",
+            rollouts.clone(),
+        );
+        let rollout_tenants = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "rollout_tenants",
+            "Tenants that a rollout finished with, by outcome (succeeded, failed, superseded, reverted, revert_failed, kept)",
+            rollout_tenants.clone(),
+        );
+        let rollout_seconds: Family<StatusLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(rollout_buckets);
+        registry.register(
+            "rollout_duration_seconds",
+            "From a rollout's creation to its end, by how it ended",
+            rollout_seconds.clone(),
+        );
         Self {
             registry,
+            rollouts,
+            rollout_tenants,
+            rollout_seconds,
             tenant_health,
             health_observations,
             health_transitions,
@@ -200,6 +234,31 @@ impl Metrics {
             HealthStatus::ALL.map(HealthStatus::as_str),
             &counts,
         );
+    }
+
+    pub fn set_rollout_counts(&self, counts: &[(RolloutState, i64)]) {
+        let counts: Vec<(&str, i64)> = counts.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+        set_every(
+            &self.rollouts,
+            RolloutState::ALL.map(RolloutState::as_str),
+            &counts,
+        );
+    }
+
+    /// A tenant a rollout is done with, by how.
+    pub fn rollout_tenant(&self, outcome: &'static str) {
+        self.rollout_tenants
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// A rollout that ended as `state`, after `elapsed`.
+    pub fn rollout_ended(&self, state: RolloutState, elapsed: Duration) {
+        self.rollout_seconds
+            .get_or_create(&StatusLabels {
+                status: state.as_str(),
+            })
+            .observe(elapsed.as_secs_f64());
     }
 
     pub fn health_observed(&self, outcome: &'static str) {
@@ -333,6 +392,9 @@ mod tests {
             "statehouse_aws_calls_total",
             "statehouse_time_to_ready_seconds_bucket",
             "statehouse_health_transitions_total",
+            "statehouse_rollouts",
+            "statehouse_rollout_tenants_total",
+            "statehouse_rollout_duration_seconds_bucket",
         ] {
             assert!(seen.contains(wanted), "the dashboard shows {wanted}");
         }

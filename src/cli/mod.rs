@@ -10,6 +10,7 @@ mod healthcheck;
 mod keys;
 mod output;
 mod progress;
+mod rollouts;
 mod serve;
 mod sweep;
 mod tenants;
@@ -81,6 +82,8 @@ enum Command {
     Tenants(tenants::TenantsArgs),
     /// The fleet at a glance: tenants by status and health, cells, what needs attention.
     Fleet(fleet::FleetArgs),
+    /// Ship a spec change (a new image) to many states in waves, and follow it.
+    Rollouts(rollouts::RolloutsArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
     /// Exit 0 if the API answers 200 on /healthz (for container health checks).
@@ -112,6 +115,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Sweep(args) => sweep::run(args).await,
         Command::Tenants(args) => tenants::run(args).await,
         Command::Fleet(args) => fleet::run(args).await,
+        Command::Rollouts(args) => rollouts::run(args).await,
         Command::Completions(args) => {
             completions::run(args);
             Ok(())

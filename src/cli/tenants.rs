@@ -64,7 +64,7 @@ pub(super) struct ApiArgs {
 
 /// Spec fields; any left out keep their current value (update) or the default (create).
 #[derive(Args, Debug, Default)]
-struct SpecFlags {
+pub(super) struct SpecFlags {
     /// Image of the `app` container.
     #[arg(long, value_name = "IMAGE")]
     image: Option<String>,
@@ -262,7 +262,7 @@ impl CreateArgs {
 impl SpecFlags {
     /// The spec members given by flags; `env` holds the `--env` values and, for a merge
     /// patch, a null for each variable in `unset_env`.
-    fn members(&self, unset_env: &[String]) -> Map<String, Value> {
+    pub(super) fn members(&self, unset_env: &[String]) -> Map<String, Value> {
         let mut spec = Map::new();
         let mut put = |key: &str, value: Option<Value>| {
             if let Some(value) = value {

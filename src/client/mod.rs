@@ -10,10 +10,19 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::{
-    db::events::Event,
-    domain::tenant::{DataPolicy, Tenant, TenantStatus},
+    db::{events::Event, rollouts::Rollout},
+    domain::{
+        rollout::RolloutState,
+        tenant::{DataPolicy, Tenant, TenantStatus},
+    },
     health::{live::LiveHealth, HealthStatus},
-    http::{error::Problem, events::EventPage, fleet::Fleet, tenants::TenantPage},
+    http::{
+        error::Problem,
+        events::EventPage,
+        fleet::Fleet,
+        rollouts::{RolloutEventPage, RolloutPage},
+        tenants::TenantPage,
+    },
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -259,6 +268,91 @@ impl Client {
         self.json(self.request(Method::GET, "/v1/fleet")).await
     }
 
+    /// `POST /v1/rollouts` (or its dry run), tried once more like [`Client::create`].
+    pub async fn create_rollout(
+        &self,
+        body: &Value,
+        dry_run: bool,
+        idempotency_key: &str,
+    ) -> ClientResult<Value> {
+        let attempt = || {
+            let mut request = self
+                .request(Method::POST, "/v1/rollouts")
+                .query(&[("dry_run", dry_run)])
+                .json(body);
+            if !dry_run {
+                request = request.header("idempotency-key", idempotency_key);
+            }
+            self.json(request)
+        };
+        match attempt().await {
+            Err(err) if worth_retrying(&err) => {
+                tokio::time::sleep(RETRY_AFTER).await;
+                attempt().await
+            }
+            other => other,
+        }
+    }
+
+    pub async fn rollout(&self, id: &str) -> ClientResult<Rollout> {
+        self.json(self.request(Method::GET, &rollout_path(id)))
+            .await
+    }
+
+    /// Every rollout (newest first), optionally in one state, following the pages.
+    pub async fn rollouts(&self, state: Option<RolloutState>) -> ClientResult<Vec<Rollout>> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut query = vec![("limit", "500".to_owned())];
+            if let Some(state) = state {
+                query.push(("state", state.as_str().to_owned()));
+            }
+            if let Some(cursor) = &cursor {
+                query.push(("cursor", cursor.clone()));
+            }
+            let page: RolloutPage = self
+                .json(self.request(Method::GET, "/v1/rollouts").query(&query))
+                .await?;
+            all.extend(page.items);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// The rollout's events after `cursor` (from the start without one), oldest first.
+    pub async fn rollout_events(
+        &self,
+        id: &str,
+        cursor: Option<&str>,
+    ) -> ClientResult<RolloutEventPage> {
+        let mut query = vec![("limit", "500".to_owned())];
+        if let Some(cursor) = cursor {
+            query.push(("cursor", cursor.to_owned()));
+        }
+        self.json(
+            self.request(Method::GET, &format!("{}/events", rollout_path(id)))
+                .query(&query),
+        )
+        .await
+    }
+
+    /// `POST /v1/rollouts/{id}/{op}`: pause, resume, promote or abort.
+    pub async fn rollout_op(
+        &self,
+        id: &str,
+        op: &str,
+        body: Option<&Value>,
+    ) -> ClientResult<Rollout> {
+        let mut request = self.request(Method::POST, &format!("{}/{op}", rollout_path(id)));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.json(request).await
+    }
+
     /// The newest `limit` events of a state, newest first.
     pub async fn events(&self, name: &str, limit: u32) -> ClientResult<Vec<Event>> {
         let page: EventPage = self
@@ -289,6 +383,11 @@ fn worth_retrying(err: &ClientError) -> bool {
         ClientError::Api(problem) => matches!(problem.status, 502..=504),
         ClientError::Protocol { .. } => false,
     }
+}
+
+fn rollout_path(id: &str) -> String {
+    let id = percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC);
+    format!("/v1/rollouts/{id}")
 }
 
 fn tenant_path(name: &str) -> String {

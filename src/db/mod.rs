@@ -1,12 +1,14 @@
 //! Queries, as thin functions over an executor. Postgres is the only shared state.
 
 pub mod cells;
+pub mod defaults;
 pub mod events;
 pub mod health;
 pub mod idempotency;
 pub mod keys;
 pub mod leases;
 pub mod priorities;
+pub mod rollouts;
 pub mod tenants;
 
 use std::time::Duration;

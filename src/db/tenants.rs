@@ -169,6 +169,18 @@ pub async fn list(ex: impl PgExecutor<'_>, f: &ListFilter) -> Result<Vec<Tenant>
         .await
 }
 
+/// These tenant incarnations, live or not.
+pub async fn by_ids(ex: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<Tenant>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM tenants WHERE id = ANY($1)");
+    sqlx::query_as(&sql).bind(ids).fetch_all(ex).await
+}
+
+/// Locks one tenant incarnation for the rest of the transaction.
+pub async fn lock_id(conn: &mut PgConnection, id: Uuid) -> Result<Option<Tenant>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM tenants WHERE id = $1 FOR UPDATE");
+    sqlx::query_as(&sql).bind(id).fetch_optional(conn).await
+}
+
 /// Every live tenant (not deleted), in name order.
 pub async fn all_live(ex: impl PgExecutor<'_>) -> Result<Vec<Tenant>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM tenants WHERE status <> 'deleted' ORDER BY name");

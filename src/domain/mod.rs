@@ -2,6 +2,7 @@
 //! of the program trusts them.
 
 pub mod image;
+pub mod rollout;
 pub mod spec;
 pub mod state;
 pub mod tenant;

@@ -141,4 +141,16 @@ impl Tenant {
     pub fn is_live(&self) -> bool {
         self.status != TenantStatus::Deleted
     }
+
+    /// Its status once its spec changes: a new generation is rolled out; a tenant never
+    /// fully provisioned waits for the worker.
+    pub fn status_after_spec_change(&self) -> TenantStatus {
+        match self.status {
+            TenantStatus::Ready | TenantStatus::Failed if self.observed_generation > 0 => {
+                TenantStatus::Updating
+            }
+            TenantStatus::Failed => TenantStatus::Pending,
+            other => other,
+        }
+    }
 }

@@ -45,6 +45,11 @@ pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error
     Ok(Option::<Whole>::deserialize(d)?.map(|w| w.0))
 }
 
+/// For a member that must be there.
+pub fn required<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    Whole::deserialize(d).map(|w| w.0)
+}
+
 /// For a merge patch's member: see [`super::present`].
 pub fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
     optional(d).map(Some)

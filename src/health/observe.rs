@@ -410,6 +410,40 @@ fn window_of(series: &HashMap<String, Series>, i: usize) -> Window {
     })
 }
 
+/// Requests each subject's target group served since its own start time (to the minute),
+/// in one GetMetricData for all of them.
+pub async fn requests_since(
+    aws: &Aws,
+    subjects: &[(Subject, DateTime<Utc>)],
+    now: DateTime<Utc>,
+) -> Result<Vec<f64>, AwsError> {
+    let Some(earliest) = subjects.iter().map(|(_, at)| *at).min() else {
+        return Ok(Vec::new());
+    };
+    let minute = |t: DateTime<Utc>| t.duration_trunc(TimeDelta::minutes(1)).unwrap_or(t);
+    let queries = subjects
+        .iter()
+        .enumerate()
+        .map(|(i, (s, _))| query(s, 0, i, 60))
+        .collect();
+    let found = metric_data(aws, queries, minute(earliest), now, true).await?;
+    Ok(subjects
+        .iter()
+        .enumerate()
+        .map(|(i, (_, since))| {
+            found.get(&query_id(0, i)).map_or(0.0, |series| {
+                series
+                    .timestamps
+                    .iter()
+                    .zip(&series.values)
+                    .filter(|(t, _)| **t >= minute(*since))
+                    .map(|(_, v)| v)
+                    .sum()
+            })
+        })
+        .collect())
+}
+
 /// The last hour of one subject, one-minute points: each of [`METRICS`] by its key.
 pub async fn series(
     aws: &Aws,

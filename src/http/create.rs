@@ -86,10 +86,9 @@ pub(super) async fn create_tenant(
     if let Some(display_name) = &body.display_name {
         check_display_name(display_name, &mut errors);
     }
-    let spec = body
-        .spec
-        .unwrap_or_default()
-        .or_defaults(&state.settings.spec_defaults);
+    let seed = &state.settings.spec_defaults;
+    let defaults = db::defaults::current(&mut *state.pool.acquire().await?, seed).await?;
+    let spec = body.spec.unwrap_or_default().or_defaults(&defaults.spec);
     let spec = TenantSpec::validate(spec, Some(state.settings.spec_limits))
         .map_err(|found| errors.0.extend(found.0))
         .ok();
@@ -170,7 +169,7 @@ fn stored_response(tenant: &Tenant, request_hash: Vec<u8>) -> ApiResult<StoredRe
     })
 }
 
-fn replay(response: StoredResponse, request_hash: &[u8]) -> ApiResult<Response> {
+pub(super) fn replay(response: StoredResponse, request_hash: &[u8]) -> ApiResult<Response> {
     if response.request_hash != request_hash {
         return Err(ApiError::IdempotencyMismatch(
             "this Idempotency-Key was used with a different request body; use a new key for a new request".into(),

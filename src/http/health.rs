@@ -60,6 +60,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
         Ok(counts) => state.metrics.set_health_counts(&counts),
         Err(err) => tracing::warn!(error = %err, "cannot count tenants by health for metrics"),
     }
+    match db::rollouts::count_by_state(&state.pool).await {
+        Ok(counts) => state.metrics.set_rollout_counts(&counts),
+        Err(err) => tracing::warn!(error = %err, "cannot count rollouts for metrics"),
+    }
     (
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.metrics.render(),

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cache;
 mod create;
 mod cursor;
+mod defaults;
 pub mod error;
 pub mod events;
 mod extract;
@@ -14,6 +15,9 @@ mod headers;
 mod health;
 pub mod openapi;
 mod patch;
+mod rollout_create;
+mod rollout_ops;
+pub mod rollouts;
 pub mod tenants;
 mod watch;
 
@@ -57,7 +61,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// What the API needs from configuration.
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
-    /// Fills every spec field a client leaves out.
+    /// Seeds the fleet defaults (`/v1/fleet/defaults`) the first time they are read; from
+    /// then on the stored defaults fill every spec field a client leaves out.
     pub spec_defaults: SpecDoc,
     pub spec_limits: SpecLimits,
     /// The cells new tenants are placed in, in order of preference, with their capacity.

@@ -16,7 +16,7 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use super::{actions, events, fleet, health, tenants, AppState};
+use super::{actions, defaults, events, fleet, health, rollouts, tenants, AppState};
 use crate::domain::spec::{SpecInput, SpecLimits, SpecPatch};
 
 #[derive(OpenApi)]
@@ -33,7 +33,8 @@ use crate::domain::spec::{SpecInput, SpecLimits, SpecPatch};
     modifiers(&BearerAuth),
     tags(
         (name = "tenants", description = "States' tenants: create, read, change, delete, and their history"),
-        (name = "fleet", description = "Is each state up: observed health, live readings, and the whole fleet at a glance"),
+        (name = "fleet", description = "Is each state up: observed health, live readings, the whole fleet at a glance, and the spec new tenants get"),
+        (name = "rollouts", description = "Ship a spec change (a new image, say) to many states in waves: a canary first, bakes with health gates, automatic halt and rollback"),
         (name = "health", description = "Probes and metrics"),
     )
 )]
@@ -138,6 +139,8 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .merge(events::router())
         .merge(actions::router())
         .merge(fleet::router())
+        .merge(defaults::router())
+        .merge(rollouts::router())
         .merge(health::router())
 }
 

@@ -121,10 +121,11 @@ pub(super) async fn patch_tenant(
     let spec = match &patch.spec {
         None => current.spec.clone(),
         Some(spec_patch) => {
-            let defaults = &state.settings.spec_defaults;
+            let seed = &state.settings.spec_defaults;
+            let defaults = db::defaults::current(&mut tx, seed).await?.spec;
             let patched = match spec_patch {
-                Some(p) => p.apply(&current.spec, defaults),
-                None => defaults.clone(),
+                Some(p) => p.apply(&current.spec, &defaults),
+                None => defaults,
             };
             TenantSpec::validate(patched, Some(state.settings.spec_limits))?.to_doc()
         }
@@ -139,7 +140,7 @@ pub(super) async fn patch_tenant(
         spec: &spec,
         generation: current.generation + i64::from(spec_changed),
         status: if spec_changed {
-            status_after_spec_change(&current)
+            current.status_after_spec_change()
         } else {
             current.status
         },
@@ -169,15 +170,4 @@ pub(super) async fn patch_tenant(
     )
     .await?;
     Ok(tenant_response(StatusCode::OK, &updated, false))
-}
-
-/// A new generation is rolled out; a tenant never fully provisioned waits for the worker.
-fn status_after_spec_change(current: &Tenant) -> TenantStatus {
-    match current.status {
-        TenantStatus::Ready | TenantStatus::Failed if current.observed_generation > 0 => {
-            TenantStatus::Updating
-        }
-        TenantStatus::Failed => TenantStatus::Pending,
-        other => other,
-    }
 }

@@ -4,6 +4,7 @@
 
 pub mod health;
 mod pass;
+pub mod rollouts;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -33,6 +34,8 @@ pub struct WorkerSettings {
     pub backoff_max: Duration,
     /// How often each cell's ready tenants are observed for their health.
     pub health_interval: Duration,
+    /// How often the health of a rollout's baking tenants is read.
+    pub rollout_gate_interval: Duration,
 }
 
 pub struct Worker {
@@ -82,6 +85,7 @@ impl Worker {
         let listener = tokio::spawn(listen(this.pool.clone(), wake.clone(), in_flight.clone()));
         let housekeeping = tokio::spawn(housekeeping(this.pool.clone()));
         let health = tokio::spawn(health::run(this.clone()));
+        let rollouts = tokio::spawn(rollouts::run(this.clone()));
         tracing::info!(worker = %this.id, concurrency = this.settings.concurrency, "worker started");
         let mut passes = JoinSet::new();
         // Only the cells this worker has settings for; other cells' workers take the rest.
@@ -124,6 +128,7 @@ impl Worker {
         listener.abort();
         housekeeping.abort();
         health.abort();
+        rollouts.abort();
         tracing::info!(worker = %this.id, in_flight = passes.len(), "worker stopping; finishing passes under way");
         while passes.join_next().await.is_some() {}
         Ok(())

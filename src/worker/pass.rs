@@ -457,6 +457,7 @@ mod tests {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             health_interval: Duration::from_secs(60),
+            rollout_gate_interval: Duration::from_secs(15),
         }
     }
 

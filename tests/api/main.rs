@@ -12,4 +12,5 @@ mod helpers;
 mod openapi;
 mod patch;
 mod reliability;
+mod rollouts;
 mod tenants;

@@ -6,13 +6,15 @@ use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 use serde_json::Value;
 use sqlx::PgPool;
 use statehouse::{
+    auth::hash_token,
     aws::{calls::is_mutating, Aws},
-    db,
+    db::{self, cells::CellCapacity},
     domain::{
-        spec::SpecDoc,
+        spec::{SpecDoc, SpecLimits},
         state::StateSlug,
         tenant::{DataPolicy, Tenant, TenantStatus},
     },
+    http::{self, ApiSettings, AppState, Tuning},
     metrics::Metrics,
     reconcile::{
         alarms::AlarmSettings,
@@ -23,7 +25,7 @@ use statehouse::{
     },
     worker::{Worker, WorkerSettings},
 };
-use tokio::{sync::oneshot, task::JoinHandle};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 use crate::{
     config_at,
@@ -60,6 +62,7 @@ pub fn settings() -> WorkerSettings {
         backoff_max: Duration::from_secs(2),
         // Tests of health set their own; elsewhere one round at start, with no tenant yet.
         health_interval: Duration::from_secs(3600),
+        rollout_gate_interval: Duration::from_millis(300),
     }
 }
 
@@ -441,6 +444,48 @@ impl Stack {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The API in this process on the stack's database, reading AWS through the stack's
+    /// clients, with `token` as its bootstrap admin key; returns its base URL.
+    pub async fn api(&self, token: &str) -> String {
+        let settings = ApiSettings {
+            spec_defaults: spec(),
+            spec_limits: SpecLimits::default(),
+            cells: vec![CellCapacity {
+                name: "cell-1".into(),
+                capacity: 100,
+            }],
+        };
+        let state = AppState::new(
+            self.pool.clone(),
+            settings,
+            Arc::new(Metrics::default()),
+            Some(hash_token(token)),
+            Tuning::default(),
+        )
+        .with_aws(self.aws.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = http::router(state.clone());
+        tokio::spawn(async move {
+            http::serve_app(listener, app, &state, std::future::pending()).await
+        });
+        base
+    }
+
+    /// Makes each target group hold one target per running task, as ECS does on AWS.
+    pub async fn attach_tasks(&self) {
+        let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_statehouse"))
+            .args(["dev", "attach-tasks"])
+            .envs(self.command_env())
+            .env("STATEHOUSE_CLUSTER", &self.cell().cluster)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success(), "statehouse dev attach-tasks failed");
     }
 
     pub async fn stop(mut self) {

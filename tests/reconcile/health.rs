@@ -2,24 +2,19 @@
 //! repaired, removed), the observed health and its transitions, the live reading behind
 //! `GET /v1/tenants/{name}/health` with its cache, and the calls one observation costs.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
+use crate::harness::{settings, spec, Stack};
 use aws_sdk_cloudwatch::types::{MetricAlarm, StateValue};
 use serde_json::Value;
 use sqlx::PgPool;
 use statehouse::{
-    auth::hash_token,
-    db::cells::CellCapacity,
-    domain::{spec::SpecLimits, state::StateSlug, tenant::DataPolicy},
+    domain::{state::StateSlug, tenant::DataPolicy},
     health::HealthStatus,
-    http::{self, ApiSettings, AppState, Tuning},
     metrics::Metrics,
     reconcile::{alarms, names::TenantNames, service, TAG_MANAGED_BY, TAG_TENANT},
     worker::health::observe_cell,
 };
-use tokio::net::TcpListener;
-
-use crate::harness::{settings, spec, Stack};
 
 const INTERVAL: Duration = Duration::from_secs(1);
 
@@ -62,20 +57,6 @@ fn dims(a: &MetricAlarm) -> BTreeMap<String, String> {
             )
         })
         .collect()
-}
-
-/// Makes the target group hold one target per running task, as ECS does on AWS.
-async fn attach_tasks(stack: &Stack) {
-    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_statehouse"))
-        .args(["dev", "attach-tasks"])
-        .envs(stack.command_env())
-        .env("STATEHOUSE_CLUSTER", &stack.cell().cluster)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success(), "statehouse dev attach-tasks failed");
 }
 
 async fn health_events(stack: &Stack, name: &str) -> Vec<(String, Value)> {
@@ -381,7 +362,7 @@ async fn an_alarm_in_alarm_makes_the_tenant_degraded_and_back_to_ok_recovered(po
         "{:?}",
         t.health
     );
-    attach_tasks(&stack).await;
+    stack.attach_tasks().await;
     let t = wait_health(&stack, "ohio", HealthStatus::Healthy).await;
     let h = &t.health;
     assert_eq!(h.targets.map(|t| t.healthy), Some(1), "{h:?}");
@@ -463,33 +444,6 @@ async fn a_tenant_whose_tasks_never_run_is_down_with_the_reason(pool: PgPool) {
     stack.stop().await;
 }
 
-/// The API in this process, reading AWS through the stack's clients.
-async fn api(stack: &Stack, token: &str) -> String {
-    let settings = ApiSettings {
-        spec_defaults: spec(),
-        spec_limits: SpecLimits::default(),
-        cells: vec![CellCapacity {
-            name: "cell-1".into(),
-            capacity: 100,
-        }],
-    };
-    let state = AppState::new(
-        stack.pool.clone(),
-        settings,
-        Arc::new(Metrics::default()),
-        Some(hash_token(token)),
-        Tuning::default(),
-    )
-    .with_aws(stack.aws.clone());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = http::router(state.clone());
-    tokio::spawn(
-        async move { http::serve_app(listener, app, &state, std::future::pending()).await },
-    );
-    base
-}
-
 fn calls_by_operation(stack: &Stack) -> BTreeMap<String, u64> {
     let mut by_op = BTreeMap::new();
     for (k, n) in stack.aws.calls.snapshot() {
@@ -512,7 +466,7 @@ async fn concurrent_reads_of_one_tenants_health_make_one_round_of_aws_calls(pool
     stack.create("utah", spec()).await;
     stack.ready("utah").await;
     stack.settled("utah").await;
-    attach_tasks(&stack).await;
+    stack.attach_tasks().await;
     // A few minutes of traffic, as the load balancer and ECS would report it.
     let t = stack.tenant("utah").await;
     let tg_arn = t.resources["target_group"]["arn"].as_str().unwrap();
@@ -559,7 +513,7 @@ async fn concurrent_reads_of_one_tenants_health_make_one_round_of_aws_calls(pool
             .unwrap();
     }
     let token = "health-test-token-0123456789";
-    let base = api(&stack, token).await;
+    let base = stack.api(token).await;
     let client = reqwest::Client::new();
     let before = calls_by_operation(&stack);
     let reads = (0..20).map(|_| {

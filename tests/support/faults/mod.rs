@@ -240,7 +240,7 @@ async fn handle(shared: &Arc<Shared>, kill: &Notify, req: Request<hyper::body::I
     };
     let mut verdict = Verdict::Pass;
     for rule in &shared.rules {
-        match rule.judge(&call) {
+        match rule.judge(&call, &body) {
             Verdict::Delay(d) => tokio::time::sleep(d).await,
             Verdict::Pass => {}
             decided => {

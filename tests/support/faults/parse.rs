@@ -10,15 +10,16 @@
 //! ```
 //!
 //! Rules are separated by newlines or `;`, `#` starts a comment, values with spaces are
-//! quoted. Gates on every action but `bucket`: `p=` (probability), `first=` (the first N
-//! matching calls), `for=` (a duration from the first matching call).
+//! quoted. Gates on every action but `bucket`: `body=` (only requests whose body holds this
+//! text, e.g. a tenant's name), `p=` (probability), `first=` (the first N matching calls),
+//! `for=` (a duration from the first matching call).
 
 use std::time::Duration;
 
 use super::rules::{ecs_limits, Action, Rule};
 
 const ACTIONS: &str = "latency, throttle, error, reset, stall, bucket";
-const GATES: &[&str] = &["p", "first", "for"];
+const GATES: &[&str] = &["body", "p", "first", "for"];
 
 pub fn parse(text: &str) -> Result<Vec<Rule>, String> {
     let mut rules = Vec::new();
@@ -84,6 +85,9 @@ fn parse_rule(text: &str) -> Result<Vec<Rule>, String> {
         }
     };
     let mut rule = Rule::new(service, operation, action);
+    if let Some(text) = args.take("body") {
+        rule.gate.body.push(text);
+    }
     if let Some(p) = args.take("p") {
         rule.gate.p = number(&p, "p")?;
     }
@@ -264,7 +268,7 @@ mod tests {
             ("*:* throttle p=half", "p=half is not a valid number"),
             ("*:* latency 100", "bad duration \"100\""),
             ("*:* latency 10ms 20ms", "unexpected \"20ms\""),
-            ("*:* throttle jitter=5ms", "unknown setting \"jitter\" for throttle, expected one of p, first, for"),
+            ("*:* throttle jitter=5ms", "unknown setting \"jitter\" for throttle, expected one of body, p, first, for"),
             ("*:* bucket rate=1", "bucket needs burst="),
             ("*:* bucket rate=0 burst=1", "rate=0 must be a positive number"),
             ("*:* bucket rate=1 burst=2 p=0.5", "unknown setting \"p\" for bucket, expected one of rate, burst"),
@@ -286,7 +290,8 @@ mod tests {
     fn a_rule_prints_as_the_text_that_parses_back_to_it() {
         let text = "*:* latency 100ms jitter=20ms p=0.5; ecs:CreateService error status=400 \
                     code=InvalidParameterException message=\"unable to assume\" first=3 for=1500ms; \
-                    preset ecs-limits; s3:* stall";
+                    preset ecs-limits; s3:* stall; ecs:RegisterTaskDefinition error status=400 \
+                    code=ClientException body=humangov-ohio";
         let rules = parse(text).unwrap();
         let printed: Vec<String> = rules.iter().map(ToString::to_string).collect();
         assert_eq!(parse(&printed.join("\n")).unwrap(), rules);

@@ -55,10 +55,13 @@ pub enum Action {
     Bucket { rate: f64, burst: u32 },
 }
 
-/// When a rule applies to a call it matches: with probability `p`, only to the first
-/// `first` matching calls, and only within `window` of the first matching call.
+/// When a rule applies to a call it matches: only to calls whose request body holds every
+/// string of `body` (so a rule can aim at one tenant, by its resource names), with
+/// probability `p`, only to the first `first` matching calls, and only within `window` of
+/// the first matching call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gate {
+    pub body: Vec<String>,
     pub p: f64,
     pub first: Option<u64>,
     pub window: Option<Duration>,
@@ -67,6 +70,7 @@ pub struct Gate {
 impl Default for Gate {
     fn default() -> Self {
         Self {
+            body: Vec::new(),
             p: 1.0,
             first: None,
             window: None,
@@ -125,6 +129,13 @@ impl Rule {
 
     pub fn bucket(service: &str, operation: &str, rate: f64, burst: u32) -> Self {
         Self::new(service, operation, Action::Bucket { rate, burst })
+    }
+
+    /// Applies only to calls whose request body holds `text` (all of them, when called
+    /// again): e.g. one tenant's family name and one image.
+    pub fn body(mut self, text: &str) -> Self {
+        self.gate.body.push(text.to_owned());
+        self
     }
 
     /// Applies to each matching call with probability `p`.
@@ -228,7 +239,15 @@ impl std::fmt::Display for Rule {
             Action::Stall => write!(f, "stall")?,
             Action::Bucket { rate, burst } => write!(f, "bucket rate={rate} burst={burst}")?,
         }
-        let Gate { p, first, window } = &self.gate;
+        let Gate {
+            body,
+            p,
+            first,
+            window,
+        } = &self.gate;
+        for text in body {
+            write!(f, " body=\"{text}\"")?;
+        }
         if *p < 1.0 {
             write!(f, " p={p}")?;
         }
@@ -281,8 +300,8 @@ impl Live {
         }
     }
 
-    pub fn judge(&self, call: &Call) -> Verdict {
-        if !self.rule.target.matches(call) || !self.gate_open() {
+    pub fn judge(&self, call: &Call, body: &[u8]) -> Verdict {
+        if !self.rule.target.matches(call) || !self.body_matches(body) || !self.gate_open() {
             return Verdict::Pass;
         }
         match &self.rule.action {
@@ -319,6 +338,15 @@ impl Live {
                 }
             }
         }
+    }
+
+    fn body_matches(&self, body: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(body);
+        self.rule
+            .gate
+            .body
+            .iter()
+            .all(|b| text.contains(b.as_str()))
     }
 
     fn gate_open(&self) -> bool {
@@ -368,22 +396,46 @@ mod tests {
     fn a_bucket_lets_the_burst_through_then_refuses_until_it_refills() {
         let live = Live::new(Rule::bucket("ecs", "*", 1.0, 20));
         let passed = (0..25)
-            .filter(|_| matches!(live.judge(&call("RegisterTaskDefinition")), Verdict::Pass))
+            .filter(|_| {
+                matches!(
+                    live.judge(&call("RegisterTaskDefinition"), b""),
+                    Verdict::Pass
+                )
+            })
             .count();
         assert_eq!(passed, 20);
         // Each operation has a bucket of its own.
-        assert!(matches!(live.judge(&call("CreateService")), Verdict::Pass));
+        assert!(matches!(
+            live.judge(&call("CreateService"), b""),
+            Verdict::Pass
+        ));
+    }
+
+    #[test]
+    fn a_body_gate_aims_at_the_calls_that_name_one_tenant() {
+        let live = Live::new(
+            Rule::error("ecs", "*", 400, "ClientException", "refused")
+                .body("humangov-ohio")
+                .body("app:bad"),
+        );
+        let register = call("RegisterTaskDefinition");
+        let ohio = br#"{"family":"humangov-ohio","image":"humangov/app:bad"}"#;
+        let iowa = br#"{"family":"humangov-iowa","image":"humangov/app:bad"}"#;
+        let good = br#"{"family":"humangov-ohio","image":"humangov/app:1"}"#;
+        assert!(matches!(live.judge(&register, ohio), Verdict::Refuse(_)));
+        assert!(matches!(live.judge(&register, iowa), Verdict::Pass));
+        assert!(matches!(live.judge(&register, good), Verdict::Pass));
     }
 
     #[test]
     fn first_n_applies_to_the_first_n_matching_calls_only() {
         let live = Live::new(Rule::throttle("ecs", "CreateService").first(2));
         let refused = (0..5)
-            .filter(|_| matches!(live.judge(&call("CreateService")), Verdict::Refuse(_)))
+            .filter(|_| matches!(live.judge(&call("CreateService"), b""), Verdict::Refuse(_)))
             .count();
         assert_eq!(refused, 2);
         assert!(matches!(
-            live.judge(&call("DescribeServices")),
+            live.judge(&call("DescribeServices"), b""),
             Verdict::Pass
         ));
     }
@@ -391,15 +443,15 @@ mod tests {
     #[test]
     fn a_window_closes_after_its_time_from_the_first_match() {
         let live = Live::new(Rule::throttle("*", "*").during(Duration::from_millis(50)));
-        assert!(matches!(live.judge(&call("X")), Verdict::Refuse(_)));
+        assert!(matches!(live.judge(&call("X"), b""), Verdict::Refuse(_)));
         std::thread::sleep(Duration::from_millis(80));
-        assert!(matches!(live.judge(&call("X")), Verdict::Pass));
+        assert!(matches!(live.judge(&call("X"), b""), Verdict::Pass));
     }
 
     #[test]
     fn an_error_without_a_code_takes_the_protocols_default() {
         let live = Live::new(Rule::server_error("*", "*", 503));
-        let Verdict::Refuse(reply) = live.judge(&call("X")) else {
+        let Verdict::Refuse(reply) = live.judge(&call("X"), b"") else {
             panic!("refused")
         };
         assert_eq!(
