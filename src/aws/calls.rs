@@ -172,6 +172,10 @@ impl CallCounter {
     pub fn log(&self) -> &CallLog {
         &self.log
     }
+
+    pub(crate) fn fault(&self) -> Option<Arc<FaultPoint>> {
+        self.fault.clone()
+    }
 }
 
 impl Intercept for CallCounter {

@@ -10,7 +10,9 @@
 //! - `when`: `before` (the request is not sent) or `after` (AWS answered, and nothing of it
 //!   has reached Postgres yet);
 //! - `which`: `N` for the N-th call this process makes (1-based, counting every attempt), or
-//!   `Operation` / `Operation#N` for the first / N-th call of that operation.
+//!   `Operation` / `Operation#N` for the first / N-th call of that operation. Besides AWS
+//!   operations, the process names points of its own with `Aws::checkpoint`:
+//!   `RolloutCommit`, just before a rollout step's transaction commits.
 //!
 //! The process writes one line to stderr before it signals itself, so a test can tell
 //! which call it landed on:

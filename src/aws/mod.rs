@@ -44,6 +44,8 @@ pub struct Aws {
     pub sts: aws_sdk_sts::Client,
     /// Every call the clients above made.
     pub calls: CallLog,
+    /// Test-only: the fault point the counter carries, for [`Aws::checkpoint`].
+    fault: Option<std::sync::Arc<fault::FaultPoint>>,
 }
 
 impl Aws {
@@ -100,6 +102,15 @@ impl Aws {
             cloudwatch: client!(aws_sdk_cloudwatch),
             sts: client!(aws_sdk_sts),
             calls: counter.log().clone(),
+            fault: counter.fault(),
+        }
+    }
+
+    /// Test-only: a named point of the process's own (not an AWS call) where an armed
+    /// fault (`kill:before:<name>#N`) may stop or kill it, as at an AWS call.
+    pub fn checkpoint(&self, name: &str) {
+        if let Some(fault) = &self.fault {
+            fault.check(fault::When::Before, "statehouse", name);
         }
     }
 

@@ -140,7 +140,9 @@ impl Stack {
         Self::without_worker_through(pool, running_tasks, deployment_timeout, None).await
     }
 
-    async fn without_worker_through(
+    /// As [`Stack::without_worker`], the stack's own clients going through a
+    /// [`FaultProxy`] with `faults` when given (point worker processes at it too).
+    pub async fn without_worker_through(
         pool: PgPool,
         running_tasks: u32,
         deployment_timeout: Duration,

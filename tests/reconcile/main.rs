@@ -15,6 +15,7 @@ mod health;
 mod leases;
 mod postgres_restart;
 mod process;
+mod rollout_crash;
 mod rollouts;
 mod sweep;
 mod worker;

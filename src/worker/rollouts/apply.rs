@@ -80,6 +80,8 @@ pub(super) async fn commit(
         }
     }
     let version = db::rollouts::record_step(&mut tx, rollout.id, wave, gates_checked).await?;
+    // Between deciding and committing: the crash tests kill the worker here.
+    worker.aws.checkpoint("RolloutCommit");
     tx.commit().await?;
     for state in outcomes {
         if matches!(

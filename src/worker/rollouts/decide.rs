@@ -209,6 +209,25 @@ impl Step<'_> {
         let timeout = v.rollout.strategy.deploy_timeout;
         if ready_with(tenant, generation) {
             let bake = v.rollout.strategy.bake_of(t.wave);
+            if bake.0.is_zero() && v.rollout.strategy.min_requests.is_none() {
+                // No bake: ready is the whole gate.
+                let change = TargetChange {
+                    state: Some(TargetState::Succeeded),
+                    ready_at: Some(Some(v.now)),
+                    bake_ends_at: Some(Some(v.now)),
+                    reason: Some(Some(format!("ready with generation {generation}; no bake"))),
+                    finished_at: Some(Some(v.now)),
+                    ..TargetChange::default()
+                };
+                let why = note(
+                    "progress",
+                    "tenant.succeeded",
+                    format!("ready with generation {generation}; no bake asked for"),
+                    json!({ "generation": generation }),
+                );
+                self.mark(t, change, why);
+                return;
+            }
             let ends = v.now + bake.as_chrono();
             let change = TargetChange {
                 state: Some(TargetState::Baking),
