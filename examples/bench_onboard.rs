@@ -6,7 +6,10 @@
 //! most twice the time of one. Prints figures; asserts nothing, so a noisy machine cannot
 //! make it flaky.
 //!
-//! `STATEHOUSE_BENCH_CASES` picks the cases (`plain`, `slow`; both by default) and
+//! Then the rollout case (see rollout.rs): a new image to 56 ready tenants in waves against
+//! 56 concurrent PATCHes, plain and slow, and how soon a rollout halts.
+//!
+//! `STATEHOUSE_BENCH_CASES` picks the cases (`plain`, `slow`, `rollout`; all by default) and
 //! `STATEHOUSE_BENCH_FAULTS` replaces the slow case's fault rules (the proxy's text form).
 
 #[path = "../tests/support/moto.rs"]
@@ -25,6 +28,9 @@ mod slow;
 
 #[path = "bench_onboard/floor.rs"]
 mod floor;
+
+#[path = "bench_onboard/rollout.rs"]
+mod rollout;
 
 use std::{
     collections::HashMap,
@@ -128,112 +134,167 @@ struct Run {
     health_calls: u64,
 }
 
-async fn onboard(n: usize, admin_url: &str, faults: Option<&faults::FaultConfig>) -> Run {
-    let moto = moto::Moto::start(10).await;
-    let platform = platform(&moto).await;
-    let proxy = match faults {
-        Some(config) => Some(
-            faults::FaultProxy::start(&moto.endpoint, config.clone())
-                .await
-                .expect("the fault proxy starts"),
-        ),
-        None => None,
-    };
-    let aws = aws_at(proxy.as_ref().map_or(&moto.endpoint, |p| &p.endpoint)).await;
-    let pool = database(admin_url).await;
-    let reports: Arc<Mutex<Vec<PassReport>>> = Arc::default();
-    let sink = reports.clone();
-    let worker = Worker {
-        id: Worker::new_id(),
-        pool: pool.clone(),
-        aws: aws.clone(),
-        platform: Arc::new(platform.clone()),
-        settings: WorkerSettings {
-            concurrency: 16,
-            resync_interval: Duration::from_secs(3600),
-            lease_ttl: Duration::from_secs(30),
-            retry_budget: Duration::from_secs(600),
-            rollout_watch: Duration::from_secs(20),
-            backoff_base: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(10),
-            health_interval: Duration::from_secs(3600),
-            rollout_gate_interval: Duration::from_secs(1),
-        },
-        metrics: Arc::new(Metrics::default()),
-        observer: Some(Arc::new(move |r: &PassReport| {
-            sink.lock().unwrap().push(r.clone())
-        })),
-    };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(worker.run(async {
-        let _ = stop_rx.await;
-    }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let settings = ApiSettings {
-        spec_defaults: spec(),
-        spec_limits: statehouse::domain::spec::SpecLimits::default(),
-        cells: vec![statehouse::db::cells::CellCapacity {
-            name: "cell-1".into(),
-            capacity: 100,
-        }],
-    };
-    let state = AppState::new(
-        pool.clone(),
-        settings,
-        Arc::new(Metrics::default()),
-        Some(statehouse::auth::hash_token(TOKEN)),
-        statehouse::http::Tuning::default(),
-    );
-    let api = tokio::spawn(http::serve(listener, state, std::future::pending()));
-    // Let the worker's LISTEN connection come up before the clock starts.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let calls_before = total(&aws);
-    let client = reqwest::Client::new();
-    let names: Vec<_> = StateSlug::all().take(n).collect();
-    let started = Instant::now();
-    for slug in &names {
-        let res = client
-            .post(format!("{base}/v1/tenants"))
-            .bearer_auth(TOKEN)
-            .json(&serde_json::json!({ "name": slug.as_str() }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            res.status(),
-            202,
-            "{}",
-            res.text().await.unwrap_or_default()
+/// A fresh emulator (through a fault proxy, if given) with the shared platform, a fresh
+/// database, and a worker and the API in this process.
+struct Env {
+    _moto: moto::Moto,
+    proxy: Option<faults::FaultProxy>,
+    aws: Aws,
+    platform: Platform,
+    pool: sqlx::PgPool,
+    base: String,
+    client: reqwest::Client,
+    reports: Arc<Mutex<Vec<PassReport>>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    worker: tokio::task::JoinHandle<anyhow::Result<()>>,
+    api: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Env {
+    async fn start(admin_url: &str, faults: Option<&faults::FaultConfig>) -> Self {
+        let moto = moto::Moto::start(10).await;
+        let platform = platform(&moto).await;
+        let proxy = match faults {
+            Some(config) => Some(
+                faults::FaultProxy::start(&moto.endpoint, config.clone())
+                    .await
+                    .expect("the fault proxy starts"),
+            ),
+            None => None,
+        };
+        let aws = aws_at(proxy.as_ref().map_or(&moto.endpoint, |p| &p.endpoint)).await;
+        let pool = database(admin_url).await;
+        let reports: Arc<Mutex<Vec<PassReport>>> = Arc::default();
+        let sink = reports.clone();
+        let worker = Worker {
+            id: Worker::new_id(),
+            pool: pool.clone(),
+            aws: aws.clone(),
+            platform: Arc::new(platform.clone()),
+            settings: WorkerSettings {
+                concurrency: 16,
+                resync_interval: Duration::from_secs(3600),
+                lease_ttl: Duration::from_secs(30),
+                retry_budget: Duration::from_secs(600),
+                rollout_watch: Duration::from_secs(20),
+                backoff_base: Duration::from_millis(500),
+                backoff_max: Duration::from_secs(10),
+                health_interval: Duration::from_secs(3600),
+                rollout_gate_interval: Duration::from_secs(1),
+            },
+            metrics: Arc::new(Metrics::default()),
+            observer: Some(Arc::new(move |r: &PassReport| {
+                sink.lock().unwrap().push(r.clone())
+            })),
+        };
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let worker = tokio::spawn(worker.run(async {
+            let _ = stop_rx.await;
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let settings = ApiSettings {
+            spec_defaults: spec(),
+            spec_limits: statehouse::domain::spec::SpecLimits::default(),
+            cells: vec![statehouse::db::cells::CellCapacity {
+                name: "cell-1".into(),
+                capacity: 100,
+            }],
+        };
+        let state = AppState::new(
+            pool.clone(),
+            settings,
+            Arc::new(Metrics::default()),
+            Some(statehouse::auth::hash_token(TOKEN)),
+            statehouse::http::Tuning::default(),
         );
-    }
-    loop {
-        let ready: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants WHERE status = 'ready'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        if ready as usize == n {
-            break;
+        let api = tokio::spawn(http::serve(listener, state, std::future::pending()));
+        // Let the worker's LISTEN connections come up before any clock starts.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Self {
+            _moto: moto,
+            proxy,
+            aws,
+            platform,
+            pool,
+            base,
+            client: reqwest::Client::new(),
+            reports,
+            stop,
+            worker,
+            api,
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "not all ready in 10 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+
+    /// Creates the first `n` states' tenants through the API, one request after another.
+    async fn create(&self, n: usize) {
+        for slug in StateSlug::all().take(n) {
+            let res = self
+                .client
+                .post(format!("{}/v1/tenants", self.base))
+                .bearer_auth(TOKEN)
+                .json(&serde_json::json!({ "name": slug.as_str() }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                res.status(),
+                202,
+                "{}",
+                res.text().await.unwrap_or_default()
+            );
+        }
+    }
+
+    /// Waits until `n` tenants are ready with generation `generation` or later.
+    async fn ready(&self, n: usize, generation: i64) {
+        let started = Instant::now();
+        loop {
+            let ready: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM tenants WHERE status = 'ready' AND observed_generation >= $1",
+            )
+            .bind(generation)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+            if ready as usize == n {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "not all ready in 10 minutes"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.worker.await;
+        self.api.abort();
+        self.pool.close().await;
+    }
+}
+
+async fn onboard(n: usize, admin_url: &str, faults: Option<&faults::FaultConfig>) -> Run {
+    let env = Env::start(admin_url, faults).await;
+    let calls_before = total(&env.aws);
+    let started = Instant::now();
+    env.create(n).await;
+    env.ready(n, 1).await;
     let wall = started.elapsed();
     let ready_after: Vec<f64> = sqlx::query_scalar(
         "SELECT extract(epoch FROM e.at - t.created_at)::float8 FROM tenant_events e \
          JOIN tenants t ON t.id = e.tenant_id WHERE e.action = 'tenant.ready'",
     )
-    .fetch_all(&pool)
+    .fetch_all(&env.pool)
     .await
     .unwrap();
-    let calls = total(&aws) - calls_before;
+    let calls = total(&env.aws) - calls_before;
     let health = statehouse::worker::health::observe_cell(
-        &pool,
-        &aws,
-        &platform,
+        &env.pool,
+        &env.aws,
+        &env.platform,
         "cell-1",
         &Metrics::default(),
     )
@@ -244,19 +305,18 @@ async fn onboard(n: usize, admin_url: &str, faults: Option<&faults::FaultConfig>
         n,
         "every tenant looked at: {health:?}"
     );
-    let _ = stop_tx.send(());
-    let _ = worker.await;
-    api.abort();
-    pool.close().await;
-    let first_call_after = reports
+    let first_call_after = env
+        .reports
         .lock()
         .unwrap()
         .iter()
         .filter_map(|r| r.first_call_after)
         .collect();
+    let faults = env.proxy.as_ref().map(|p| p.summary());
+    env.stop().await;
     Run {
         wall,
-        faults: proxy.map(|p| p.summary()),
+        faults,
         ready_after: ready_after
             .into_iter()
             .map(Duration::from_secs_f64)
@@ -289,7 +349,8 @@ fn ms(d: Duration) -> String {
 async fn main() {
     let admin_url = std::env::var("DATABASE_URL")
         .expect("DATABASE_URL of a Postgres the benchmark may create a database on");
-    let cases = std::env::var("STATEHOUSE_BENCH_CASES").unwrap_or_else(|_| "plain,slow".into());
+    let cases =
+        std::env::var("STATEHOUSE_BENCH_CASES").unwrap_or_else(|_| "plain,slow,rollout".into());
     let slow_faults = match slow::faults() {
         Ok(f) => f,
         Err(e) => {
@@ -301,9 +362,10 @@ async fn main() {
         match case.trim() {
             "plain" => plain(&admin_url).await,
             "slow" => slow::run(&admin_url, &slow_faults).await,
+            "rollout" => rollout::run(&admin_url, &slow_faults).await,
             other => {
                 eprintln!(
-                    "STATEHOUSE_BENCH_CASES: unknown case \"{other}\", expected plain or slow"
+                    "STATEHOUSE_BENCH_CASES: unknown case \"{other}\", expected plain, slow or rollout"
                 );
                 std::process::exit(2);
             }

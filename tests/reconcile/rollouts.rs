@@ -559,3 +559,56 @@ async fn a_tenant_changed_by_hand_mid_rollout_keeps_its_change_and_promote_ends_
     assert_eq!(promote["trigger"], "user");
     f.stack.stop().await;
 }
+
+#[sqlx::test]
+async fn a_deployment_that_never_completes_times_out_and_a_rollback_that_cannot_finish_says_who(
+    pool: PgPool,
+) {
+    // An emulator whose services never run a task: no deployment ever completes.
+    let stack = Stack::start_with(pool, 0, settings(), Duration::from_secs(600)).await;
+    stack.create("ohio", spec()).await;
+    let f = Fleet {
+        api: stack.api(TOKEN).await,
+        stack,
+        http: reqwest::Client::new(),
+    };
+    let id = f
+        .start(json!({
+            "patch": {"app_image": "humangov/app:2.0.0"},
+            "strategy": {"canary": ["ohio"], "waves": [1], "deploy_timeout": "2s"},
+        }))
+        .await;
+    let done = f.ended(&id).await;
+    assert_eq!(done["state"], "rollback_failed", "{done:#}");
+    assert!(
+        done["reason"].as_str().unwrap().contains("stuck: ohio"),
+        "{done:#}"
+    );
+    let ohio = target(&done, "ohio");
+    assert_eq!(ohio["state"], "revert_failed");
+    assert!(
+        ohio["failure"].as_str().unwrap().contains("within 2s"),
+        "{ohio}"
+    );
+    let events = f.events(&id).await;
+    let triggers: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["tenant_name"] == "ohio" && e["action"].as_str().unwrap().contains("failed"))
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["trigger"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        triggers,
+        [
+            ("tenant.failed", "timeout"),
+            ("tenant.revert_failed", "timeout")
+        ]
+    );
+    // The previous spec is what the tenant wants again, whatever the rollback's verdict.
+    assert_eq!(f.stack.tenant("ohio").await.spec.app_image, OLD);
+    f.stack.stop().await;
+}
