@@ -376,3 +376,28 @@ async fn a_rollout_with_nothing_to_change_succeeds_at_once_and_sets_the_defaults
     let defaults: Value = app.get("/v1/fleet/defaults").await.json().await.unwrap();
     assert_eq!(defaults["spec"]["cpu"], 512);
 }
+
+#[sqlx::test]
+async fn a_retried_create_with_its_idempotency_key_replays_the_first_rollout(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    fleet(&app, &["ohio"]).await;
+    let send = |body: Value| {
+        app.admin(Method::POST, "/v1/rollouts")
+            .header("Idempotency-Key", "ship-1.6.0")
+            .json(&body)
+            .send()
+    };
+    let body = json!({"patch": {"app_image": "humangov/app:1.6.0"}});
+    let first = send(body.clone()).await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let again = send(body).await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(header_value(&again, "idempotent-replayed"), "true");
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], first["id"]);
+    assert_eq!(stored_rollouts(&app).await, 1);
+    let other = send(json!({"patch": {"app_image": "humangov/app:1.7.0"}}))
+        .await
+        .unwrap();
+    problem(other, 422, "idempotency-key-reused").await;
+}

@@ -612,3 +612,69 @@ async fn a_deployment_that_never_completes_times_out_and_a_rollback_that_cannot_
     assert_eq!(f.stack.tenant("ohio").await.spec.app_image, OLD);
     f.stack.stop().await;
 }
+
+#[sqlx::test]
+async fn a_bake_with_min_requests_lasts_until_the_tenant_has_served_them(pool: PgPool) {
+    let f = fleet(pool, &["ohio"], None).await;
+    let id = f
+        .start(json!({
+            "patch": {"app_image": "humangov/app:2.1.0"},
+            "strategy": {"canary": 1, "waves": [1], "canary_bake": "1s", "min_requests": 50},
+        }))
+        .await;
+    let baking = f
+        .until(&id, Duration::from_secs(60), |r| {
+            target(r, "ohio")["state"] == "baking"
+        })
+        .await;
+    let bake_ends = time(&target(&baking, "ohio")["bake_ends_at"]);
+    // Its bake time is over, but it has served nothing: it goes on baking.
+    let wait = (bake_ends - Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(2);
+    tokio::time::sleep(wait).await;
+    assert_eq!(target(&f.rollout(&id).await, "ohio")["state"], "baking");
+    // The load balancer reports 80 requests since it became ready.
+    let tenant = f.stack.tenant("ohio").await;
+    let tg = tenant.resources["target_group"]["arn"].as_str().unwrap();
+    let dim = |k: &str, v: &str| {
+        aws_sdk_cloudwatch::types::Dimension::builder()
+            .name(k)
+            .value(v)
+            .build()
+    };
+    f.stack
+        .aws
+        .cloudwatch
+        .put_metric_data()
+        .namespace("AWS/ApplicationELB")
+        .metric_data(
+            aws_sdk_cloudwatch::types::MetricDatum::builder()
+                .metric_name("RequestCount")
+                .dimensions(dim(
+                    "TargetGroup",
+                    statehouse::reconcile::alarms::target_group_dimension(tg),
+                ))
+                .dimensions(dim(
+                    "LoadBalancer",
+                    &statehouse::reconcile::alarms::load_balancer_dimension(
+                        &f.stack.cell().listener_arn,
+                    ),
+                ))
+                .timestamp(aws_smithy_types::DateTime::from_secs(
+                    Utc::now().timestamp(),
+                ))
+                .value(80.0)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let done = f.ended(&id).await;
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    let events = f.events(&id).await;
+    let succeeded = events
+        .iter()
+        .find(|e| e["action"] == "tenant.succeeded")
+        .unwrap();
+    assert_eq!(succeeded["details"]["requests"], 80.0, "{succeeded}");
+    f.stack.stop().await;
+}
