@@ -25,10 +25,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct PageParams {
     /// Page size (default 100).
     #[param(minimum = 1, maximum = 500)]
-    limit: Option<u32>,
+    pub(super) limit: Option<u32>,
     /// `next_cursor` from the previous page, unchanged; any other value is a 400.
     #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
-    cursor: Option<String>,
+    pub(super) cursor: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]

@@ -16,6 +16,7 @@ use super::{
     auth::Caller,
     cursor,
     error::{ApiError, ApiResult, Problem},
+    events::PageParams,
     extract::AppQuery,
     rollout_create::{__path_create_rollout, create_rollout},
     rollout_ops::{
@@ -165,18 +166,6 @@ async fn get_rollout(
     load(&state, id).await.map(Json)
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct EventParams {
-    /// Page size (default 100).
-    #[param(minimum = 1, maximum = 500)]
-    limit: Option<u32>,
-    /// `next_cursor` from the previous page, unchanged; any other value is a 400.
-    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
-    cursor: Option<String>,
-}
-
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct RolloutEventPage {
     pub items: Vec<RolloutEvent>,
@@ -189,7 +178,7 @@ pub struct RolloutEventPage {
 #[utoipa::path(
     get, path = "/v1/rollouts/{id}/events", tag = "rollouts",
     security(("bearer" = [])),
-    params(RolloutId, EventParams),
+    params(RolloutId, PageParams),
     responses(
         (status = 200, body = RolloutEventPage),
         (status = 400, description = "A query parameter breaks its rule (named in `errors`)", body = Problem, content_type = "application/problem+json"),
@@ -201,7 +190,7 @@ async fn rollout_events(
     State(state): State<AppState>,
     _caller: Caller,
     RolloutId(id): RolloutId,
-    AppQuery(params): AppQuery<EventParams>,
+    AppQuery(params): AppQuery<PageParams>,
 ) -> ApiResult<Json<RolloutEventPage>> {
     let limit = cursor::limit(params.limit)?;
     let after = params

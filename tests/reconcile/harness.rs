@@ -490,6 +490,20 @@ impl Stack {
         assert!(status.success(), "statehouse dev attach-tasks failed");
     }
 
+    /// How many times rollout `id` wrote each tenant's spec (the tenants' own events).
+    pub async fn rollout_writes(&self, id: &str) -> std::collections::BTreeMap<String, i64> {
+        sqlx::query_as(
+            "SELECT tenant_name, count(*) FROM tenant_events \
+             WHERE actor = $1 AND action = 'tenant.updated' GROUP BY 1",
+        )
+        .bind(format!("rollout:{id}"))
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -133,20 +133,6 @@ impl Run<'_> {
         }
         worker.kill().await;
     }
-
-    /// How many times rollout `id` wrote each tenant's spec.
-    async fn writes(&self, id: &str) -> BTreeMap<String, i64> {
-        sqlx::query_as(
-            "SELECT tenant_name, count(*) FROM tenant_events \
-             WHERE actor = $1 AND action = 'tenant.updated' GROUP BY 1",
-        )
-        .bind(format!("rollout:{id}"))
-        .fetch_all(&self.stack.pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect()
-    }
 }
 
 fn states(rollout: &Value) -> BTreeMap<String, String> {
@@ -232,7 +218,7 @@ async fn a_worker_killed_during_a_rollout_and_its_rollback_changes_each_tenant_e
     let done = run.rollout(&first).await;
     assert_eq!(done["state"], "succeeded", "{done:#}");
     assert!(states(&done).values().all(|s| s == "succeeded"), "{done:#}");
-    let writes = run.writes(&first).await;
+    let writes = stack.rollout_writes(&first).await;
     assert_eq!(writes.len(), 20, "none skipped: {writes:?}");
     assert!(
         writes.values().all(|n| *n == 1),
@@ -282,7 +268,7 @@ async fn a_worker_killed_during_a_rollout_and_its_rollback_changes_each_tenant_e
     assert_eq!(done["state"], "rolled_back", "{done:#}");
     let states = states(&done);
     assert_eq!(states[all[0]], "kept", "{done:#}");
-    let writes = run.writes(&second).await;
+    let writes = stack.rollout_writes(&second).await;
     assert_eq!(writes[all[0]], 1, "the hand-changed canary is left alone");
     assert_eq!(
         stack.tenant(all[0]).await.spec.app_image,

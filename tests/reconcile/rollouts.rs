@@ -168,20 +168,6 @@ impl Fleet {
             .unwrap()
             .to_owned()
     }
-
-    /// How many times the rollout changed each tenant's spec (its tenant events).
-    async fn changes(&self, id: &str) -> BTreeMap<String, i64> {
-        sqlx::query_as(
-            "SELECT tenant_name, count(*) FROM tenant_events \
-             WHERE actor = $1 AND action = 'tenant.updated' GROUP BY 1",
-        )
-        .bind(format!("rollout:{id}"))
-        .fetch_all(&self.stack.pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect()
-    }
 }
 
 fn target<'a>(rollout: &'a Value, name: &str) -> &'a Value {
@@ -237,7 +223,7 @@ async fn a_new_image_reaches_every_tenant_wave_by_wave_and_becomes_the_default(p
         assert_eq!(f.image(name).await, "humangov/app:1.6.0", "{name}");
         assert_eq!(target(&done, name)["state"], "succeeded");
     }
-    let changes = f.changes(&id).await;
+    let changes = f.stack.rollout_writes(&id).await;
     assert_eq!(changes.len(), 12);
     assert!(
         changes.values().all(|n| *n == 1),
@@ -312,7 +298,7 @@ async fn a_failing_canary_halts_the_rollout_and_is_rolled_back(pool: PgPool) {
         assert_eq!(f.stack.tenant(name).await.generation, 1, "{name} untouched");
     }
     assert_eq!(
-        f.changes(&id).await,
+        f.stack.rollout_writes(&id).await,
         BTreeMap::from([("ohio".to_owned(), 2)])
     );
     let events = f.events(&id).await;
@@ -550,7 +536,7 @@ async fn a_tenant_changed_by_hand_mid_rollout_keeps_its_change_and_promote_ends_
     assert_eq!(f.image("texas").await, "humangov/app:hotfix");
     assert_eq!(f.image("utah").await, "humangov/app:1.9.0");
     assert_eq!(f.image("ohio").await, "humangov/app:1.9.0");
-    assert!(!f.changes(&id).await.contains_key("texas"));
+    assert!(!f.stack.rollout_writes(&id).await.contains_key("texas"));
     let events = f.events(&id).await;
     let promote = events
         .iter()
