@@ -22,43 +22,41 @@ pub struct FleetDefaults {
     pub updated_at: DateTime<Utc>,
 }
 
-/// The defaults, seeded with `seed` if nobody has set them yet.
+const SELECT: &str = "SELECT spec, version, updated_by, updated_at FROM fleet_defaults";
+
+/// The defaults, seeded with `seed` if nobody has set them yet. Every create reads them, so
+/// only a database that has none yet is written to.
 pub async fn current(
     conn: &mut PgConnection,
     seed: &SpecDoc,
 ) -> Result<FleetDefaults, sqlx::Error> {
-    // Two first readers at once: the one whose seed lost the race finds no row in its
-    // statement's snapshot, and finds the winner's in the next statement's.
-    for _ in 0..3 {
-        let found = sqlx::query_as(
-            "WITH seeded AS ( \
-                 INSERT INTO fleet_defaults (spec, updated_by) VALUES ($1, $2) \
-                 ON CONFLICT (singleton) DO NOTHING RETURNING spec, version, updated_by, updated_at) \
-             SELECT * FROM seeded UNION ALL \
-             SELECT spec, version, updated_by, updated_at FROM fleet_defaults LIMIT 1",
-        )
-        .bind(sqlx::types::Json(seed))
-        .bind(SEEDED_BY)
-        .fetch_optional(&mut *conn)
-        .await?;
-        if let Some(defaults) = found {
-            return Ok(defaults);
-        }
+    if let Some(defaults) = sqlx::query_as(SELECT).fetch_optional(&mut *conn).await? {
+        return Ok(defaults);
     }
-    Err(sqlx::Error::RowNotFound)
+    // Two first readers at once: the loser's insert waits for the winner's and does
+    // nothing; the next statement sees whichever row won.
+    sqlx::query(
+        "INSERT INTO fleet_defaults (spec, updated_by) VALUES ($1, $2) \
+         ON CONFLICT (singleton) DO NOTHING",
+    )
+    .bind(sqlx::types::Json(seed))
+    .bind(SEEDED_BY)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query_as(SELECT).fetch_one(conn).await
 }
 
 /// Locks the defaults (seeding them first if needed) for the rest of the transaction.
 pub async fn lock(conn: &mut PgConnection, seed: &SpecDoc) -> Result<FleetDefaults, sqlx::Error> {
     current(&mut *conn, seed).await?;
-    sqlx::query_as("SELECT spec, version, updated_by, updated_at FROM fleet_defaults FOR UPDATE")
+    sqlx::query_as(&format!("{SELECT} FOR UPDATE"))
         .fetch_one(conn)
         .await
 }
 
 /// Locks the defaults if anyone has read or set them yet.
 pub async fn lock_existing(conn: &mut PgConnection) -> Result<Option<FleetDefaults>, sqlx::Error> {
-    sqlx::query_as("SELECT spec, version, updated_by, updated_at FROM fleet_defaults FOR UPDATE")
+    sqlx::query_as(&format!("{SELECT} FOR UPDATE"))
         .fetch_optional(conn)
         .await
 }

@@ -19,6 +19,11 @@ pub fn decode(cursor: &str) -> Result<String, ApiError> {
         .ok_or_else(invalid)
 }
 
+/// A cursor that holds an id (events are paged by theirs).
+pub fn decode_id(cursor: &str) -> Result<i64, ApiError> {
+    decode(cursor)?.parse().map_err(|_| invalid())
+}
+
 pub fn invalid() -> ApiError {
     ApiError::invalid_parameter(
         "cursor",

@@ -60,11 +60,7 @@ async fn list_events(
     let before = params
         .cursor
         .as_deref()
-        .map(|c| {
-            cursor::decode(c)?
-                .parse::<i64>()
-                .map_err(|_| cursor::invalid())
-        })
+        .map(cursor::decode_id)
         .transpose()?;
     if before.is_none() && db::tenants::find_latest(&state.pool, name).await?.is_none() {
         return Err(not_found(name));

@@ -196,11 +196,7 @@ async fn rollout_events(
     let after = params
         .cursor
         .as_deref()
-        .map(|c| {
-            cursor::decode(c)?
-                .parse::<i64>()
-                .map_err(|_| cursor::invalid())
-        })
+        .map(cursor::decode_id)
         .transpose()?;
     let rollout = db::rollouts::get_state(&state.pool, id)
         .await?
