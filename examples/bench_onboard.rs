@@ -112,6 +112,7 @@ fn spec() -> SpecDoc {
         min_count: 1,
         max_count: 2,
         env: Default::default(),
+        sizing: Default::default(),
     }
 }
 
@@ -181,6 +182,7 @@ impl Env {
                 backoff_max: Duration::from_secs(10),
                 health_interval: Duration::from_secs(3600),
                 rollout_gate_interval: Duration::from_secs(1),
+                sizing: Default::default(),
             },
             metrics: Arc::new(Metrics::default()),
             observer: Some(Arc::new(move |r: &PassReport| {
@@ -200,6 +202,7 @@ impl Env {
                 name: "cell-1".into(),
                 capacity: 100,
             }],
+            prices: Default::default(),
         };
         let state = AppState::new(
             pool.clone(),

@@ -7,13 +7,16 @@ use clap::Args;
 
 use crate::{
     db::cells::CellCapacity,
-    domain::spec::{SpecDoc, SpecLimits, TenantSpec, MAX_TASK_COUNT_CEILING},
+    domain::spec::{
+        SizingDoc, SizingMode, SpecDoc, SpecLimits, TenantSpec, MAX_TASK_COUNT_CEILING,
+    },
     http::ApiSettings,
     reconcile::{
         alarms::AlarmSettings,
         names::Prefix,
         platform::{Cell, Platform},
     },
+    sizing::{Prices, SizingSettings},
     worker::WorkerSettings,
 };
 
@@ -116,6 +119,10 @@ pub struct TenantDefaults {
     pub default_min_count: u32,
     #[arg(long, env = "STATEHOUSE_DEFAULT_MAX_COUNT", default_value_t = 2)]
     pub default_max_count: u32,
+    /// Rightsizing for new tenants: `off`, `recommend` (only a person applies a
+    /// recommendation) or `auto`; the bounds default to every size Fargate offers.
+    #[arg(long, env = "STATEHOUSE_DEFAULT_SIZING_MODE", default_value = "recommend", value_parser = parse_sizing_mode)]
+    pub default_sizing_mode: SizingMode,
     /// No tenant may ask for more tasks than this (at most 5000, ECS's tasks per service).
     #[arg(long, env = "STATEHOUSE_MAX_TASK_COUNT", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_TASK_COUNT_CEILING)))]
@@ -137,7 +144,7 @@ pub struct TenantDefaults {
 
 impl TenantDefaults {
     /// Checks the defaults like any client's spec, so a bad configuration fails at start.
-    pub fn settings(&self) -> anyhow::Result<ApiSettings> {
+    pub fn settings(&self, prices: Prices) -> anyhow::Result<ApiSettings> {
         let spec_limits = SpecLimits {
             max_task_count: self.max_task_count,
         };
@@ -150,6 +157,10 @@ impl TenantDefaults {
             min_count: self.default_min_count,
             max_count: self.default_max_count,
             env: BTreeMap::new(),
+            sizing: SizingDoc {
+                mode: self.default_sizing_mode,
+                ..SizingDoc::default()
+            },
         };
         let spec_defaults = TenantSpec::validate(doc, Some(spec_limits))
             .context("the STATEHOUSE_DEFAULT_* settings do not make a valid spec")?
@@ -168,8 +179,16 @@ impl TenantDefaults {
             spec_defaults,
             spec_limits,
             cells,
+            prices,
         })
     }
+}
+
+fn parse_sizing_mode(input: &str) -> Result<SizingMode, String> {
+    [SizingMode::Off, SizingMode::Recommend, SizingMode::Auto]
+        .into_iter()
+        .find(|m| m.as_str() == input.trim())
+        .ok_or_else(|| format!("`{input}` is not a sizing mode: use off, recommend or auto"))
 }
 
 /// A cell's load balancer holds at most 100 target groups, one per tenant (not adjustable).
@@ -502,6 +521,62 @@ pub struct WorkerArgs {
     /// AWS this often, and at the end of each bake.
     #[arg(long, env = "STATEHOUSE_ROLLOUT_GATE_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub rollout_gate_interval: Duration,
+    #[command(flatten)]
+    pub sizing: SizingArgs,
+}
+
+/// Rightsizing (src/sizing/): how often, over how much history, at what prices.
+#[derive(Args, Debug, Clone)]
+pub struct SizingArgs {
+    /// Each tenant with sizing on gets a recommendation this often, spread over the
+    /// interval.
+    #[arg(long, env = "STATEHOUSE_SIZING_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub sizing_interval: Duration,
+    /// How far back CPU and memory are read: 1 to 15 days (CloudWatch keeps one-minute
+    /// points for 15 days).
+    #[arg(long, env = "STATEHOUSE_SIZING_LOOKBACK", default_value = "14d", value_parser = parse_duration)]
+    pub sizing_lookback: Duration,
+    /// Each cell's stopped tasks are read this often for tasks that ran out of memory
+    /// (ECS keeps a stopped task visible for at least an hour).
+    #[arg(long, env = "STATEHOUSE_SIZING_OOM_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub sizing_oom_interval: Duration,
+    /// Fargate's price of one vCPU for an hour, in USD (default: us-east-1, Linux/x86).
+    #[arg(long, env = "STATEHOUSE_FARGATE_VCPU_HOUR", default_value_t = 0.04048)]
+    pub fargate_vcpu_hour: f64,
+    /// Fargate's price of one GB of memory for an hour, in USD (default: us-east-1,
+    /// Linux/x86).
+    #[arg(long, env = "STATEHOUSE_FARGATE_GB_HOUR", default_value_t = 0.004445)]
+    pub fargate_gb_hour: f64,
+}
+
+impl SizingArgs {
+    pub fn prices(&self) -> anyhow::Result<Prices> {
+        for (v, name) in [
+            (self.fargate_vcpu_hour, "STATEHOUSE_FARGATE_VCPU_HOUR"),
+            (self.fargate_gb_hour, "STATEHOUSE_FARGATE_GB_HOUR"),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("{name} must be a price above 0 (USD an hour), not {v}");
+            }
+        }
+        Ok(Prices {
+            vcpu_hour: self.fargate_vcpu_hour,
+            gb_hour: self.fargate_gb_hour,
+        })
+    }
+
+    pub fn settings(&self) -> anyhow::Result<SizingSettings> {
+        let day = Duration::from_secs(86_400);
+        if self.sizing_lookback < day || self.sizing_lookback > day * 15 {
+            bail!("STATEHOUSE_SIZING_LOOKBACK must be from 1d to 15d (CloudWatch keeps one-minute points for 15 days)");
+        }
+        Ok(SizingSettings {
+            interval: self.sizing_interval,
+            lookback: self.sizing_lookback,
+            oom_interval: self.sizing_oom_interval,
+            prices: self.prices()?,
+        })
+    }
 }
 
 impl WorkerArgs {
@@ -522,6 +597,7 @@ impl WorkerArgs {
             backoff_max: self.backoff_max.max(self.backoff_base),
             health_interval: self.health_interval,
             rollout_gate_interval: self.rollout_gate_interval.max(Duration::from_millis(100)),
+            sizing: self.sizing.settings()?,
         })
     }
 }

@@ -12,5 +12,6 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod reconcile;
+pub mod sizing;
 pub mod telemetry;
 pub mod worker;

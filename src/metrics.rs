@@ -62,6 +62,24 @@ pub struct Metrics {
     rollouts: Family<StatusLabels, Gauge>,
     rollout_tenants: Family<OutcomeLabels, Counter>,
     rollout_seconds: Family<StatusLabels, Histogram, fn() -> Histogram>,
+    sizing_recommendations: Family<DirectionLabels, Counter>,
+    sizing_changes: Family<TriggerLabels, Counter>,
+    sizing_cost: Family<SizeLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TriggerLabels {
+    trigger: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SizeLabels {
+    size: &'static str,
 }
 
 fn latency_buckets() -> Histogram {
@@ -158,8 +176,29 @@ impl Default for Metrics {
             "From a rollout's creation to its end, by how it ended",
             rollout_seconds.clone(),
         );
+        let sizing_recommendations = Family::<DirectionLabels, Counter>::default();
+        registry.register(
+            "sizing_recommendations",
+            "Rightsizing recommendations made, by direction (up, down, none, not_enough_data)",
+            sizing_recommendations.clone(),
+        );
+        let sizing_changes = Family::<TriggerLabels, Counter>::default();
+        registry.register(
+            "sizing_changes",
+            "Sizes changed through rightsizing, by trigger (auto, out_of_memory, manual, revert)",
+            sizing_changes.clone(),
+        );
+        let sizing_cost = Family::<SizeLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "sizing_monthly_cost_dollars",
+            "Projected monthly Fargate cost of the live tenants at their current size and at the recommended one (USD, configured prices)",
+            sizing_cost.clone(),
+        );
         Self {
             registry,
+            sizing_recommendations,
+            sizing_changes,
+            sizing_cost,
             rollouts,
             rollout_tenants,
             rollout_seconds,
@@ -259,6 +298,26 @@ impl Metrics {
                 status: state.as_str(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// A recommendation made, by its direction or `not_enough_data`.
+    pub fn sizing_recommended(&self, direction: &'static str) {
+        self.sizing_recommendations
+            .get_or_create(&DirectionLabels { direction })
+            .inc();
+    }
+
+    pub fn sizing_changed(&self, trigger: &'static str) {
+        self.sizing_changes
+            .get_or_create(&TriggerLabels { trigger })
+            .inc();
+    }
+
+    /// The fleet's projected monthly cost now and at the recommended sizes.
+    pub fn set_sizing_cost(&self, current: f64, recommended: f64) {
+        for (size, v) in [("current", current), ("recommended", recommended)] {
+            self.sizing_cost.get_or_create(&SizeLabels { size }).set(v);
+        }
     }
 
     pub fn health_observed(&self, outcome: &'static str) {

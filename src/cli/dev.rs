@@ -34,6 +34,13 @@ pub enum DevCommand {
         after_help = "Example (what `make run` does every few seconds):\n  set -a; . .dev/platform.env; set +a; statehouse dev attach-tasks"
     )]
     AttachTasks(AttachArgs),
+    /// Write CPU and memory utilisation for a tenant's service into the emulator, where no
+    /// task runs to report any, so rightsizing has something to recommend from. Emulator
+    /// only.
+    #[command(
+        after_help = "Examples (with .dev/platform.env loaded):\n  statehouse dev put-metrics texas --cpu 95 --memory 70 --over 2d\n  statehouse dev put-metrics vermont --cpu 4 --memory 12 --over 8d --every 30m"
+    )]
+    PutMetrics(super::synthetic::PutMetricsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -67,6 +74,7 @@ pub async fn run(command: DevCommand) -> anyhow::Result<()> {
     match command {
         DevCommand::Bootstrap(args) => bootstrap(args).await,
         DevCommand::AttachTasks(args) => attach_tasks(args).await,
+        DevCommand::PutMetrics(args) => super::synthetic::run(args).await,
     }
 }
 

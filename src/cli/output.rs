@@ -69,7 +69,7 @@ pub fn table<T>(headers: &[&str], items: &[T], row: impl Fn(&T) -> Vec<String>) 
     out
 }
 
-fn when(t: DateTime<Utc>) -> String {
+pub fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
@@ -232,7 +232,7 @@ fn health_fields(h: &Health) -> Vec<(&'static str, String)> {
     fields
 }
 
-fn field_lines(fields: &[(&str, String)]) -> String {
+pub fn field_lines(fields: &[(&str, String)]) -> String {
     fields
         .iter()
         .map(|(k, v)| format!("{:<14}{v}\n", format!("{k}:")))

@@ -10,7 +10,7 @@ use crate::{
 };
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let settings = args.tenants.settings()?;
+    let settings = args.tenants.settings(args.worker.sizing.prices()?)?;
     let bootstrap_token_hash = args.bootstrap_token_hash()?;
     let pool = super::migrated_pool(&args.database).await?;
     let listener = TcpListener::bind(args.listen)

@@ -214,6 +214,8 @@ Examples:
         /// Slug or postal code.
         name: StateSlug,
     },
+    /// Show a tenant's sizing recommendation (evidence, cost), or apply it.
+    Sizing(super::sizing::SizingArgs),
     /// Ask the worker to reconcile a tenant now (e.g. to retry a failed one).
     #[command(after_help = "\
 Examples:
@@ -360,6 +362,7 @@ pub async fn run(args: TenantsArgs) -> anyhow::Result<()> {
             let reading = ctx.client.health(name.as_str()).await?;
             output::print(ctx.format, &reading, output::live_health)
         }
+        TenantsCommand::Sizing(args) => super::sizing::run(&ctx, args).await,
         TenantsCommand::Reconcile { name } => {
             let tenant = ctx.client.reconcile(name.as_str()).await?;
             eprintln!(

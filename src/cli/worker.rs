@@ -70,7 +70,7 @@ pub async fn aws_and_platform(
 
 /// `statehouse worker`: the reconciler alone, with /healthz, /readyz and /metrics.
 pub async fn run(args: WorkerCommandArgs) -> anyhow::Result<()> {
-    let api_settings = args.tenants.settings()?;
+    let api_settings = args.tenants.settings(args.worker.sizing.prices()?)?;
     let pool = super::migrated_pool(&args.database).await?;
     let metrics = Arc::new(Metrics::default());
     let worker = build(

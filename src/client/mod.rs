@@ -21,6 +21,7 @@ use crate::{
         events::EventPage,
         fleet::Fleet,
         rollouts::{RolloutEventPage, RolloutPage},
+        sizing::FleetSizing,
         tenants::TenantPage,
     },
 };
@@ -266,6 +267,18 @@ impl Client {
     /// `GET /v1/fleet`.
     pub async fn fleet(&self) -> ClientResult<Fleet> {
         self.json(self.request(Method::GET, "/v1/fleet")).await
+    }
+
+    /// `POST /v1/tenants/{name}/sizing/apply`: the recommended size becomes the spec.
+    pub async fn apply_sizing(&self, name: &str) -> ClientResult<Tenant> {
+        self.json(self.request(Method::POST, &format!("{}/sizing/apply", tenant_path(name))))
+            .await
+    }
+
+    /// `GET /v1/fleet/sizing`.
+    pub async fn fleet_sizing(&self) -> ClientResult<FleetSizing> {
+        self.json(self.request(Method::GET, "/v1/fleet/sizing"))
+            .await
     }
 
     /// `POST /v1/rollouts` (or its dry run), tried once more like [`Client::create`].

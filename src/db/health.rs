@@ -1,7 +1,5 @@
-//! Tenants' health snapshots: who observes a cell when, what is observed, and the writes
+//! Tenants' health snapshots: what is observed, and the writes
 //! that record a snapshot with its transition event.
-
-use std::time::Duration;
 
 use serde_json::json;
 use sqlx::{PgExecutor, PgPool};
@@ -12,29 +10,6 @@ use crate::{
     domain::tenant::Tenant,
     health::{self, Health, HealthStatus},
 };
-
-/// Takes the cell's observation round if it is due: `true` for the one worker that moves
-/// its next time forward by `interval`, `false` for everyone else until then.
-pub async fn claim_round(
-    pool: &PgPool,
-    cell: &str,
-    owner: &str,
-    interval: Duration,
-) -> Result<bool, sqlx::Error> {
-    let claimed: Option<String> = sqlx::query_scalar(
-        "INSERT INTO health_rounds (cell, next_at, owner) \
-         VALUES ($1, now() + make_interval(secs => $3), $2) \
-         ON CONFLICT (cell) DO UPDATE SET next_at = EXCLUDED.next_at, owner = EXCLUDED.owner \
-           WHERE health_rounds.next_at <= now() \
-         RETURNING cell",
-    )
-    .bind(cell)
-    .bind(owner)
-    .bind(interval.as_secs_f64())
-    .fetch_optional(pool)
-    .await?;
-    Ok(claimed.is_some())
-}
 
 /// The cell's live tenants, each with its snapshot.
 pub async fn in_cell(ex: impl PgExecutor<'_>, cell: &str) -> Result<Vec<Tenant>, sqlx::Error> {

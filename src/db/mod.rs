@@ -9,6 +9,8 @@ pub mod keys;
 pub mod leases;
 pub mod priorities;
 pub mod rollouts;
+pub mod rounds;
+pub mod sizing;
 pub mod tenants;
 
 use std::time::Duration;

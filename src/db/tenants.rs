@@ -18,7 +18,7 @@ pub const TENANT_ROWS_CHANNEL: &str = "statehouse_tenant_rows";
 pub const COLUMNS: &str =
     "id, name, display_name, postal_code, status, generation, observed_generation, \
      spec, resources, endpoint, conditions, last_error, cell, data_policy, deletion_requested_at, \
-     paused_at, paused_reason, created_at, updated_at, deleted_at, health";
+     paused_at, paused_reason, created_at, updated_at, deleted_at, health, sizing";
 
 /// Makes the tenant due at once and tells a busy worker that the row moved under it.
 const WAKE: &str =
@@ -101,6 +101,38 @@ pub async fn update_desired(
         .bind(c.status)
         .fetch_one(conn)
         .await
+}
+
+/// A new spec for `tenant` (locked, as read) written by `actor`: the next generation,
+/// its `tenant.updated` event with `details`, and the NOTIFY that wakes the workers.
+pub async fn write_spec(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    spec: &SpecDoc,
+    actor: &str,
+    message: impl FnOnce(i64) -> String,
+    details: serde_json::Value,
+) -> Result<Tenant, sqlx::Error> {
+    let change = DesiredChange {
+        display_name: &tenant.display_name,
+        spec,
+        generation: tenant.generation + 1,
+        status: tenant.status_after_spec_change(),
+    };
+    let updated = update_desired(&mut *conn, tenant.id, change).await?;
+    super::events::append(
+        &mut *conn,
+        &updated,
+        super::events::NewEvent {
+            actor,
+            action: "tenant.updated",
+            message: message(updated.generation),
+            details,
+        },
+    )
+    .await?;
+    notify_changed(&mut *conn, &updated.name).await?;
+    Ok(updated)
 }
 
 /// Marks the tenant for deletion; the first request's time is kept if it is repeated.

@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::spec::SpecDoc;
-use crate::health::Health;
+use crate::{health::Health, sizing::Sizing};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[sqlx(type_name = "tenant_status", rename_all = "lowercase")]
@@ -135,6 +135,10 @@ pub struct Tenant {
     #[sqlx(json)]
     #[serde(default)]
     pub health: Health,
+    /// The rightsizer's latest recommendation for `spec.sizing`, and what became of it.
+    #[sqlx(json)]
+    #[serde(default)]
+    pub sizing: Sizing,
 }
 
 impl Tenant {

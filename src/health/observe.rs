@@ -211,17 +211,32 @@ fn alarm_states(s: &Subject, all: &[MetricAlarm]) -> Vec<AlarmState> {
         .collect()
 }
 
-/// The subjects' services, by (cluster, name): ten per DescribeServices, as ECS allows.
+/// The subjects' services, by (cluster, name).
 pub async fn services(
     aws: &Aws,
     subjects: &[Subject],
 ) -> Result<HashMap<(String, String), Service>, AwsError> {
+    services_named(
+        aws,
+        subjects
+            .iter()
+            .map(|s| (s.cluster.as_str(), s.service.as_str())),
+    )
+    .await
+}
+
+/// These (cluster, name) services, by (cluster, name): ten per DescribeServices, as ECS
+/// allows. One that does not exist (or only as INACTIVE) is left out.
+pub async fn services_named<'a>(
+    aws: &Aws,
+    names: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<HashMap<(String, String), Service>, AwsError> {
     let mut by_cluster: HashMap<&str, Vec<String>> = HashMap::new();
-    for s in subjects {
+    for (cluster, service) in names {
         by_cluster
-            .entry(&s.cluster)
+            .entry(cluster)
             .or_default()
-            .push(s.service.clone());
+            .push(service.to_owned());
     }
     let mut found = HashMap::new();
     for (cluster, names) in by_cluster {

@@ -60,6 +60,14 @@ async fn metrics(State(state): State<AppState>) -> Response {
         Ok(counts) => state.metrics.set_health_counts(&counts),
         Err(err) => tracing::warn!(error = %err, "cannot count tenants by health for metrics"),
     }
+    match db::tenants::all_live(&state.pool).await {
+        Ok(tenants) => {
+            let t = super::sizing::summarise(&tenants, &state.settings.prices, chrono::Utc::now())
+                .totals;
+            state.metrics.set_sizing_cost(t.current, t.recommended);
+        }
+        Err(err) => tracing::warn!(error = %err, "cannot read tenants for the sizing cost metric"),
+    }
     match db::rollouts::count_by_state(&state.pool).await {
         Ok(counts) => state.metrics.set_rollout_counts(&counts),
         Err(err) => tracing::warn!(error = %err, "cannot count rollouts for metrics"),

@@ -18,6 +18,7 @@ mod patch;
 mod rollout_create;
 mod rollout_ops;
 pub mod rollouts;
+pub mod sizing;
 pub mod tenants;
 mod watch;
 
@@ -67,6 +68,8 @@ pub struct ApiSettings {
     pub spec_limits: SpecLimits,
     /// The cells new tenants are placed in, in order of preference, with their capacity.
     pub cells: Vec<CellCapacity>,
+    /// Fargate's prices, for what sizes cost.
+    pub prices: crate::sizing::Prices,
 }
 
 #[derive(Clone)]

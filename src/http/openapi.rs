@@ -16,7 +16,7 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use super::{actions, defaults, events, fleet, health, rollouts, tenants, AppState};
+use super::{actions, defaults, events, fleet, health, rollouts, sizing, tenants, AppState};
 use crate::domain::spec::{SpecInput, SpecLimits, SpecPatch};
 
 #[derive(OpenApi)]
@@ -34,6 +34,7 @@ use crate::domain::spec::{SpecInput, SpecLimits, SpecPatch};
     tags(
         (name = "tenants", description = "States' tenants: create, read, change, delete, and their history"),
         (name = "fleet", description = "Is each state up: observed health, live readings, the whole fleet at a glance, and the spec new tenants get"),
+        (name = "sizing", description = "Vertical rightsizing: the Fargate size each state needs, from its CPU and memory, with the evidence and the cost; applied by a person or, with `auto`, by the rightsizer within its guards"),
         (name = "rollouts", description = "Ship a spec change (a new image, say) to many states in waves: a canary first, bakes with health gates, automatic halt and rollback"),
         (name = "health", description = "Probes and metrics"),
     )
@@ -141,6 +142,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .merge(fleet::router())
         .merge(defaults::router())
         .merge(rollouts::router())
+        .merge(sizing::router())
         .merge(health::router())
 }
 

@@ -98,15 +98,17 @@ pub struct Served {
     pub etag: String,
 }
 
-/// The tenant's ETag. It covers everything the tenant is, and of its health only the
-/// status: the observed figures (`observed_at`, task and target counts, metrics) change
-/// every health interval without anyone changing the tenant, and must not make an
-/// If-Match read a minute earlier fail. The live figures are at `/health`.
+/// The tenant's ETag. It covers everything the tenant is, of its health only the status,
+/// and of its sizing the recommended size and the changes made: the observed figures
+/// (`observed_at`, task and target counts, metrics, a recommendation's evidence) change
+/// every interval without anyone changing the tenant, and must not make an If-Match read
+/// a minute earlier fail. The live figures are at `/health`.
 pub(super) fn tenant_etag(tenant: &Tenant) -> String {
     let mut versioned = tenant.clone();
     versioned.health = Health::unknown("", None);
     versioned.health.status = tenant.health.status;
-    headers::etag(&versioned)
+    versioned.sizing = tenant.sizing.versioned();
+    headers::etag(&(&versioned, tenant.sizing.recommended()))
 }
 
 /// The tenant as JSON with its ETag.

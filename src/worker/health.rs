@@ -42,7 +42,8 @@ pub(super) async fn run(worker: Arc<Worker>) {
         .collect();
     loop {
         for cell in &cells {
-            match db::health::claim_round(&worker.pool, cell, &worker.id, interval).await {
+            let round = format!("health:{cell}");
+            match db::rounds::claim(&worker.pool, &round, &worker.id, interval).await {
                 Ok(true) => {
                     let report = observe_cell(
                         &worker.pool,

@@ -5,6 +5,7 @@
 pub mod health;
 mod pass;
 pub mod rollouts;
+pub mod sizing;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -36,6 +37,7 @@ pub struct WorkerSettings {
     pub health_interval: Duration,
     /// How often the health of a rollout's baking tenants is read.
     pub rollout_gate_interval: Duration,
+    pub sizing: crate::sizing::SizingSettings,
 }
 
 pub struct Worker {
@@ -86,6 +88,7 @@ impl Worker {
         let housekeeping = tokio::spawn(housekeeping(this.pool.clone()));
         let health = tokio::spawn(health::run(this.clone()));
         let rollouts = tokio::spawn(rollouts::run(this.clone()));
+        let sizing = tokio::spawn(sizing::run(this.clone()));
         tracing::info!(worker = %this.id, concurrency = this.settings.concurrency, "worker started");
         let mut passes = JoinSet::new();
         // Only the cells this worker has settings for; other cells' workers take the rest.
@@ -129,6 +132,7 @@ impl Worker {
         housekeeping.abort();
         health.abort();
         rollouts.abort();
+        sizing.abort();
         tracing::info!(worker = %this.id, in_flight = passes.len(), "worker stopping; finishing passes under way");
         while passes.join_next().await.is_some() {}
         Ok(())

@@ -458,6 +458,7 @@ mod tests {
             backoff_max: Duration::from_secs(60),
             health_interval: Duration::from_secs(60),
             rollout_gate_interval: Duration::from_secs(15),
+            sizing: Default::default(),
         }
     }
 

@@ -44,6 +44,7 @@ pub fn settings() -> ApiSettings {
             min_count: 1,
             max_count: 2,
             env: BTreeMap::new(),
+            sizing: Default::default(),
         },
         spec_limits: SpecLimits {
             max_task_count: MAX_TASKS,
@@ -52,6 +53,7 @@ pub fn settings() -> ApiSettings {
             name: "cell-1".into(),
             capacity: 100,
         }],
+        prices: Default::default(),
     }
 }
 

@@ -30,7 +30,9 @@ async fn creating_a_tenant_answers_202_pending_with_location_and_defaults(pool: 
     assert_eq!(
         t["spec"],
         json!({"app_image": "humangov/app:1.0.0", "nginx_image": "nginx:1.27-alpine", "cpu": 256, "memory": 512,
-               "desired_count": 1, "min_count": 1, "max_count": 2, "env": {}})
+               "desired_count": 1, "min_count": 1, "max_count": 2, "env": {},
+               "sizing": {"mode": "recommend", "min": {"cpu": 256, "memory": 512},
+                          "max": {"cpu": 16384, "memory": 122880}}})
     );
     for field in ["created_at", "updated_at"] {
         assert!(t[field].is_string(), "{field}");

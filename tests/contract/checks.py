@@ -22,14 +22,16 @@ import schemathesis
 
 PROBLEM = "application/problem+json"
 # What a 422 may name for a request that keeps every schema rule: the member a rule between
-# members blames (memory for a cpu/memory pair, min or max for the order of the counts).
-CROSS_FIELD = {"spec.memory", "spec.min_count", "spec.max_count"}
+# members blames (memory for a cpu/memory pair, min or max for the order of the counts, and
+# the same for the sizing bounds: a bound's memory for its pair, min for min above max).
+CROSS_FIELD = {"spec.memory", "spec.min_count", "spec.max_count",
+               "spec.sizing.min.memory", "spec.sizing.max.memory", "spec.sizing.min.cpu"}
 # What a 422 may name for a rollout that keeps every schema rule, each stated in the
 # document's words: the rules between the patched spec's members, the canary and the waves
 # against the tenants to change (and `waves` with `growth`), and the selection against the
 # fleet and its cells.
 ROLLOUT_RULES = re.compile(
-    r"^(patch\.(memory|min_count|max_count)"
+    r"^(patch\.(memory|min_count|max_count|sizing\.min\.(cpu|memory)|sizing\.max\.memory)"
     r"|strategy\.(canary|waves)(\[\d+\])?|strategy\.growth"
     r"|selector|selector\.(only|cells)\[\d+\])$"
 )

@@ -63,6 +63,12 @@ pub fn settings() -> WorkerSettings {
         // Tests of health set their own; elsewhere one round at start, with no tenant yet.
         health_interval: Duration::from_secs(3600),
         rollout_gate_interval: Duration::from_millis(300),
+        // Tests of sizing set their own; elsewhere one round at start, and no look at
+        // stopped tasks but that one.
+        sizing: statehouse::sizing::SizingSettings {
+            oom_interval: Duration::from_secs(3600),
+            ..Default::default()
+        },
     }
 }
 
@@ -458,6 +464,7 @@ impl Stack {
                 name: "cell-1".into(),
                 capacity: 100,
             }],
+            prices: Default::default(),
         };
         let state = AppState::new(
             self.pool.clone(),
@@ -532,5 +539,6 @@ pub fn spec() -> SpecDoc {
         min_count: 1,
         max_count: 3,
         env: [("FEATURE_X".to_owned(), "on".to_owned())].into(),
+        sizing: Default::default(),
     }
 }

@@ -17,6 +17,7 @@ mod postgres_restart;
 mod process;
 mod rollout_crash;
 mod rollouts;
+mod sizing;
 mod sweep;
 mod worker;
 

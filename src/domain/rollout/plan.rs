@@ -219,6 +219,7 @@ mod tests {
             min_count: 1,
             max_count: 2,
             env: Default::default(),
+            sizing: Default::default(),
         }
     }
 
@@ -245,6 +246,7 @@ mod tests {
             updated_at: Utc::now(),
             deleted_at: None,
             health: Health::default(),
+            sizing: Default::default(),
         }
     }
 

@@ -6,6 +6,7 @@
 
 mod patch;
 mod schema;
+pub mod sizing;
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use super::{image::ImageRef, whole, ValidationErrors};
 
 pub use patch::SpecPatch;
+pub use schema::fargate_memories;
+pub use sizing::{Sizing, SizingDoc, SizingMode};
 
 /// Variable names the platform sets itself; a spec may not override them.
 pub const RESERVED_ENV: [&str; 4] = ["AWS_BUCKET", "AWS_DYNAMODB_TABLE", "AWS_REGION", "US_STATE"];
@@ -39,6 +42,9 @@ pub struct SpecDoc {
     pub min_count: u32,
     pub max_count: u32,
     pub env: BTreeMap<String, String>,
+    /// Specs stored before rightsizing existed read as the default.
+    #[serde(default, deserialize_with = "crate::domain::object")]
+    pub sizing: SizingDoc,
 }
 
 /// A spec as a client sends it: any field left out takes its configured default.
@@ -58,6 +64,8 @@ pub struct SpecInput {
     #[serde(default, deserialize_with = "whole::optional")]
     pub max_count: Option<u32>,
     pub env: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "crate::domain::optional_object")]
+    pub sizing: Option<sizing::SizingInput>,
 }
 
 impl SpecInput {
@@ -72,6 +80,7 @@ impl SpecInput {
             min_count: self.min_count.unwrap_or(d.min_count),
             max_count: self.max_count.unwrap_or(d.max_count),
             env: self.env.unwrap_or(d.env),
+            sizing: self.sizing.unwrap_or_default().or_defaults(&d.sizing),
         }
     }
 }
@@ -119,6 +128,23 @@ impl TaskSize {
 
     pub fn memory(&self) -> u32 {
         self.memory
+    }
+
+    /// Every pair Fargate offers, by cpu, then memory.
+    pub fn all() -> impl Iterator<Item = TaskSize> {
+        FARGATE_CPUS.into_iter().flat_map(|cpu| {
+            fargate_memory_for(cpu)
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |memory| TaskSize { cpu, memory })
+        })
+    }
+}
+
+impl std::fmt::Display for TaskSize {
+    /// `512 CPU / 1024 MiB`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} CPU / {} MiB", self.cpu, self.memory)
     }
 }
 
@@ -261,6 +287,7 @@ pub struct TenantSpec {
     pub size: TaskSize,
     pub counts: TaskCounts,
     pub env: EnvVars,
+    pub sizing: Sizing,
 }
 
 impl TenantSpec {
@@ -286,14 +313,20 @@ impl TenantSpec {
         };
         check_counts(counts, limits, &mut errors);
         check_env(&doc.env, &mut errors);
-        match (app_image, nginx_image, size) {
-            (Some(app_image), Some(nginx_image), Some(size)) if errors.0.is_empty() => Ok(Self {
-                app_image,
-                nginx_image,
-                size,
-                counts,
-                env: EnvVars(doc.env),
-            }),
+        let sizing = Sizing::validate(doc.sizing, &mut errors);
+        match (app_image, nginx_image, size, sizing) {
+            (Some(app_image), Some(nginx_image), Some(size), Some(sizing))
+                if errors.0.is_empty() =>
+            {
+                Ok(Self {
+                    app_image,
+                    nginx_image,
+                    size,
+                    counts,
+                    env: EnvVars(doc.env),
+                    sizing,
+                })
+            }
             _ => Err(errors),
         }
     }
@@ -351,6 +384,17 @@ impl From<TenantSpec> for SpecDoc {
             min_count: spec.counts.min,
             max_count: spec.counts.max,
             env: spec.env.0,
+            sizing: spec.sizing.to_doc(),
+        }
+    }
+}
+
+impl TenantSpec {
+    /// The same spec at another size.
+    pub fn resized(&self, size: TaskSize) -> Self {
+        Self {
+            size,
+            ..self.clone()
         }
     }
 }
@@ -369,6 +413,7 @@ mod tests {
             min_count: 1,
             max_count: 2,
             env: BTreeMap::new(),
+            sizing: SizingDoc::default(),
         }
     }
 

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{
-    check_count_cap, check_env_len, check_env_var, check_image, schema::fargate_memories, SpecDoc,
-    SpecLimits, FARGATE_CPUS,
+    check_count_cap, check_env_len, check_env_var, check_image, schema::fargate_memories,
+    sizing::SizingPatch, SpecDoc, SpecLimits, FARGATE_CPUS,
 };
 use crate::domain::{present, whole, ValidationErrors};
 
@@ -32,10 +32,12 @@ pub struct SpecPatch {
     pub max_count: Option<Option<u32>>,
     #[serde(default, deserialize_with = "present")]
     pub env: Option<Option<BTreeMap<String, Option<String>>>>,
+    #[serde(default, deserialize_with = "crate::domain::present_object")]
+    pub sizing: Option<Option<SizingPatch>>,
 }
 
 /// One member of a merge patch: left out, `null`, or a value.
-fn merge<T: Clone>(current: &T, default: &T, member: &Option<Option<T>>) -> T {
+pub(super) fn merge<T: Clone>(current: &T, default: &T, member: &Option<Option<T>>) -> T {
     match member {
         None => current.clone(),
         Some(None) => default.clone(),
@@ -88,6 +90,9 @@ impl SpecPatch {
                 check_env_var(name, value.as_deref(), &mut errors);
             }
         }
+        if let Some(Some(sizing)) = &self.sizing {
+            sizing.check(&mut errors);
+        }
         errors
     }
 
@@ -125,6 +130,11 @@ impl SpecPatch {
             min_count: merge(&current.min_count, &defaults.min_count, &self.min_count),
             max_count: merge(&current.max_count, &defaults.max_count, &self.max_count),
             env,
+            sizing: match &self.sizing {
+                None => current.sizing,
+                Some(None) => defaults.sizing,
+                Some(Some(p)) => p.apply(&current.sizing, &defaults.sizing),
+            },
         }
     }
 }
@@ -148,6 +158,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            sizing: Default::default(),
         }
     }
 

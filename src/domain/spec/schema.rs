@@ -138,6 +138,70 @@ fn env(form: Form) -> Object {
         .build()
 }
 
+fn size(form: Form, which: &str) -> Object {
+    let mut object = ObjectBuilder::new()
+        .schema_type(nullable_type(Type::Object, form.nullable()))
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .description(Some(format!(
+            "The {which} size the rightsizer may recommend: a Fargate pair."
+        )))
+        .property(
+            "cpu",
+            integers(
+                form,
+                FARGATE_CPUS,
+                "Task CPU units; with `memory`, a Fargate pair.",
+            ),
+        )
+        .property(
+            "memory",
+            integers(
+                form,
+                fargate_memories(),
+                "Task memory in MiB; with `cpu`, a Fargate pair.",
+            ),
+        );
+    if form == Form::Doc {
+        object = object.required("cpu").required("memory");
+    }
+    object.build()
+}
+
+fn sizing(form: Form) -> Object {
+    let mut modes: Vec<Value> = ["off", "recommend", "auto"]
+        .into_iter()
+        .map(Value::from)
+        .collect();
+    if form.nullable() {
+        modes.insert(0, Value::Null);
+    }
+    let mode = ObjectBuilder::new()
+        .schema_type(nullable_type(Type::String, form.nullable()))
+        .enum_values(Some(modes))
+        .description(Some(
+            "`off`: no recommendation is made. `recommend` (the default): the recommendation \
+             is kept on the tenant (`sizing.recommendation`) and only \
+             `POST /v1/tenants/{name}/sizing/apply` applies it. `auto`: the rightsizer \
+             applies it as a spec change, within its guards against flapping.",
+        ));
+    let mut object = ObjectBuilder::new()
+        .schema_type(nullable_type(Type::Object, form.nullable()))
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .description(Some(
+            "Vertical rightsizing. `min` and `max` bound every size recommended; each must \
+             be a cpu/memory pair Fargate offers, with `min.cpu` <= `max.cpu` and \
+             `min.memory` <= `max.memory`.",
+        ))
+        .property("mode", mode)
+        .property("min", size(form, "smallest"))
+        .property("max", size(form, "largest"))
+        .examples([json!({"mode": "auto", "min": {"cpu": 256, "memory": 512}, "max": {"cpu": 4096, "memory": 16384}})]);
+    if form == Form::Doc {
+        object = object.required("mode").required("min").required("max");
+    }
+    object.build()
+}
+
 fn spec(form: Form, max_tasks: u32) -> Schema {
     let members = match form {
         Form::Doc => "",
@@ -156,7 +220,7 @@ fn spec(form: Form, max_tasks: u32) -> Schema {
         fargate_pairs()
     );
     let counts = "Autoscaling keeps the running count between `min_count` and `max_count`.";
-    let fields: [(&str, Object); 8] = [
+    let fields: [(&str, Object); 9] = [
         (
             "app_image",
             image(
@@ -196,6 +260,7 @@ fn spec(form: Form, max_tasks: u32) -> Schema {
         ("min_count", count(form, max_tasks, counts, 1)),
         ("max_count", count(form, max_tasks, counts, 4)),
         ("env", env(form)),
+        ("sizing", sizing(form)),
     ];
     let mut object = ObjectBuilder::new()
         .schema_type(Type::Object)

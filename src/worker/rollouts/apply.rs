@@ -157,34 +157,26 @@ impl Committer<'_> {
         if tenant.paused_at.is_some() {
             return Ok(Err("paused by an operator; left alone".into()));
         }
-        let change = db::tenants::DesiredChange {
-            display_name: &tenant.display_name,
-            spec,
-            generation: tenant.generation + 1,
-            status: tenant.status_after_spec_change(),
-        };
-        let updated = db::tenants::update_desired(&mut *conn, tenant.id, change).await?;
-        let message = format!(
-            "spec changed to generation {} by rollout {} ({what}, wave {})",
-            updated.generation, self.rollout.id, t.wave
-        );
-        db::events::append(
+        let what = format!("{what}, wave {}", t.wave);
+        let updated = db::tenants::write_spec(
             &mut *conn,
-            &updated,
-            db::events::NewEvent {
-                actor: &format!("rollout:{}", self.rollout.id),
-                action: "tenant.updated",
-                message,
-                details: json!({
-                    "rollout": self.rollout.id,
-                    "wave": t.wave,
-                    "spec": spec,
-                    "previous_generation": tenant.generation,
-                }),
+            &tenant,
+            spec,
+            &format!("rollout:{}", self.rollout.id),
+            |generation| {
+                format!(
+                    "spec changed to generation {generation} by rollout {} ({what})",
+                    self.rollout.id
+                )
             },
+            json!({
+                "rollout": self.rollout.id,
+                "wave": t.wave,
+                "spec": spec,
+                "previous_generation": tenant.generation,
+            }),
         )
         .await?;
-        db::tenants::notify_changed(&mut *conn, &updated.name).await?;
         Ok(Ok(updated.generation))
     }
 

@@ -70,6 +70,8 @@ pub struct Counts {
     pub errored: u64,
     pub reset: u64,
     pub stalled: u64,
+    /// Answered by a `reply` rule with its fixture.
+    pub answered: u64,
 }
 
 impl Counts {
@@ -78,6 +80,7 @@ impl Counts {
         self.forwarded += other.forwarded;
         self.throttled += other.throttled;
         self.errored += other.errored;
+        self.answered += other.answered;
         self.reset += other.reset;
         self.stalled += other.stalled;
     }
@@ -261,6 +264,10 @@ async fn handle(shared: &Arc<Shared>, kill: &Notify, req: Request<hyper::body::I
         Verdict::Reset => {
             counted.reset = 1;
             None
+        }
+        Verdict::Answer(json) => {
+            counted.answered = 1;
+            Some(respond::fixture(&call, json))
         }
         Verdict::Stall => {
             counted.stalled = 1;

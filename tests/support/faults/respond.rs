@@ -145,6 +145,20 @@ fn xml(text: &str) -> String {
         .replace('\'', "&apos;")
 }
 
+/// A 200 with `json` as the body, in the call's JSON protocol.
+pub fn fixture(call: &Call, json: String) -> Response<Full<Bytes>> {
+    let content_type = match call.protocol() {
+        Protocol::Json10 => "application/x-amz-json-1.0",
+        _ => "application/x-amz-json-1.1",
+    };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", content_type)
+        .header("x-amzn-requestid", uuid::Uuid::now_v7().to_string())
+        .body(Full::new(Bytes::from(json)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
 #[cfg(test)]
 mod tests {
     use http_body_util::BodyExt;

@@ -53,6 +53,9 @@ pub enum Action {
     /// A token bucket per operation: `rate` tokens a second, at most `burst`; an empty
     /// bucket answers with the throttling error.
     Bucket { rate: f64, burst: u32 },
+    /// Answer 200 with this JSON body in the protocol's content type, without asking the
+    /// emulator: a fixture of what AWS says where the emulator cannot (e.g. stopped tasks).
+    Reply { json: String },
 }
 
 /// When a rule applies to a call it matches: only to calls whose request body holds every
@@ -123,6 +126,17 @@ impl Rule {
                 status,
                 code: Some(code.to_owned()),
                 message: Some(message.to_owned()),
+            },
+        )
+    }
+
+    /// Answers the call with `json`, as AWS would (JSON protocols only).
+    pub fn reply(service: &str, operation: &str, json: &serde_json::Value) -> Self {
+        Self::new(
+            service,
+            operation,
+            Action::Reply {
+                json: json.to_string(),
             },
         )
     }
@@ -238,6 +252,7 @@ impl std::fmt::Display for Rule {
             Action::Reset => write!(f, "reset")?,
             Action::Stall => write!(f, "stall")?,
             Action::Bucket { rate, burst } => write!(f, "bucket rate={rate} burst={burst}")?,
+            Action::Reply { json } => write!(f, "reply ({} bytes of JSON)", json.len())?,
         }
         let Gate {
             body,
@@ -279,6 +294,7 @@ pub enum Verdict {
     Refuse(ErrorReply),
     Reset,
     Stall,
+    Answer(String),
     Pass,
 }
 
@@ -330,6 +346,7 @@ impl Live {
             }
             Action::Reset => Verdict::Reset,
             Action::Stall => Verdict::Stall,
+            Action::Reply { json } => Verdict::Answer(json.clone()),
             Action::Bucket { rate, burst } => {
                 if self.take_token(call, *rate, *burst) {
                     Verdict::Pass
