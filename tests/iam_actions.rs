@@ -17,8 +17,10 @@ use std::{
 
 /// `statehouse dev bootstrap` builds the shared platform inside the local emulator and
 /// refuses a real account unless told otherwise; in a real account terraform-modules/
-/// makes that platform, so its calls are not the worker's and get no grant.
-const DEV_ONLY: &[&str] = &["src/cli/dev.rs"];
+/// makes that platform, so its calls are not the worker's and get no grant. `statehouse dev
+/// put-metrics` writes synthetic ECS metrics and runs against the emulator only; on AWS,
+/// ECS publishes them.
+const DEV_ONLY: &[&str] = &["src/cli/dev.rs", "src/cli/synthetic.rs"];
 
 /// The fields of `statehouse::aws::Aws` and the SDK crate each one is a client of.
 const AWS_FIELDS: &[(&str, &str)] = &[

@@ -149,7 +149,8 @@ data "aws_iam_policy_document" "worker" {
     }
   }
 
-  # The inventory lists and describes every service of the cell's cluster.
+  # The inventory lists and describes every service of the cell's cluster; rightsizing
+  # lists and describes its stopped tasks to find the ones stopped for running out of memory.
   statement {
     sid       = "EcsReadCellServices"
     actions   = local.worker_actions["EcsReadCellServices"]
