@@ -13,4 +13,5 @@ mod openapi;
 mod patch;
 mod reliability;
 mod rollouts;
+mod sizing;
 mod tenants;
