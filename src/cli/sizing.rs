@@ -245,3 +245,44 @@ pub fn fleet(f: &FleetSizing) -> String {
     ));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser, Debug)]
+    struct Line {
+        #[command(flatten)]
+        sizing: SizingArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<SizingArgs, clap::Error> {
+        Line::try_parse_from(std::iter::once("sizing").chain(args.iter().copied()))
+            .map(|l| l.sizing)
+    }
+
+    #[test]
+    fn a_name_shows_and_apply_then_a_name_applies() {
+        let shown = parse(&["TX"]).unwrap();
+        assert!(shown.command.is_none());
+        assert_eq!(shown.name.unwrap().as_str(), "texas");
+
+        let applied = parse(&["apply", "texas"]).unwrap();
+        assert!(applied.name.is_none());
+        match applied.command {
+            Some(SizingCommand::Apply { name }) => assert_eq!(name.as_str(), "texas"),
+            None => panic!("apply parsed as a show"),
+        }
+    }
+
+    #[test]
+    fn a_missing_or_unknown_state_is_refused_before_any_request() {
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["apply"]).is_err());
+        assert!(parse(&["atlantis"]).is_err());
+        assert!(parse(&["apply", "atlantis"]).is_err());
+        assert!(parse(&["texas", "apply"]).is_err());
+    }
+}

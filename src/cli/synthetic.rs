@@ -3,11 +3,12 @@
 //! stack. The points are what ECS publishes: AWS/ECS `CPUUtilization` and
 //! `MemoryUtilization` per ClusterName and ServiceName, as percentages of the task size.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use chrono::{DateTime, TimeDelta, Utc};
 use clap::Args;
 
+use super::exit::Exit;
 use crate::{aws::Aws, config::parse_duration, domain::state::StateSlug};
 
 #[derive(Args, Debug)]
@@ -90,11 +91,16 @@ pub async fn put(
 
 pub async fn run(args: PutMetricsArgs) -> anyhow::Result<()> {
     if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
-        bail!("AWS_ENDPOINT_URL is not set: this command is for the local emulator only (on AWS, ECS publishes these metrics)");
+        return Err(Exit::usage(
+            "AWS_ENDPOINT_URL is not set: this command is for the local emulator only (on AWS, ECS publishes these metrics)",
+        )
+        .into());
     }
     for (v, flag) in [(args.cpu, "--cpu"), (args.memory, "--memory")] {
         if !(0.0..=100.0).contains(&v) {
-            bail!("{flag} is a percentage from 0 to 100, not {v}");
+            return Err(
+                Exit::usage(format!("{flag} is a percentage from 0 to 100, not {v}")).into(),
+            );
         }
     }
     let aws = Aws::new(&Aws::load_config().await);

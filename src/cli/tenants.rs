@@ -89,6 +89,15 @@ pub(super) struct SpecFlags {
     /// An environment variable for the app, NAME=VALUE (repeatable).
     #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
     env: Vec<(String, String)>,
+    /// Who applies the rightsizer's recommendations: off, recommend (a person) or auto.
+    #[arg(long, value_name = "MODE", value_parser = ["off", "recommend", "auto"])]
+    sizing: Option<String>,
+    /// The smallest size the rightsizer may choose, CPU/MEMORY (e.g. 256/512).
+    #[arg(long, value_name = "CPU/MEMORY", value_parser = parse_size)]
+    sizing_min: Option<(u32, u32)>,
+    /// The largest size the rightsizer may choose, CPU/MEMORY (e.g. 2048/8192).
+    #[arg(long, value_name = "CPU/MEMORY", value_parser = parse_size)]
+    sizing_max: Option<(u32, u32)>,
 }
 
 #[derive(Args, Debug)]
@@ -153,7 +162,8 @@ it reads it again and retries once, then gives up with exit code 4.
 Examples:
   statehouse tenants update texas --image humangov/app:1.5.0 --wait
   statehouse tenants update texas --env FEATURE_X=on --unset-env OLD_FLAG
-  statehouse tenants update texas --min 2 --desired 2 --max 6")]
+  statehouse tenants update texas --min 2 --desired 2 --max 6
+  statehouse tenants update texas --sizing auto --sizing-min 256/512 --sizing-max 2048/8192")]
     Update {
         /// Slug or postal code.
         name: StateSlug,
@@ -287,8 +297,30 @@ impl SpecFlags {
         if !env.is_empty() {
             spec.insert("env".to_owned(), Value::Object(env));
         }
+        let size =
+            |s: Option<(u32, u32)>| s.map(|(cpu, memory)| json!({"cpu": cpu, "memory": memory}));
+        let sizing: Map<String, Value> = [
+            ("mode", self.sizing.clone().map(Value::from)),
+            ("min", size(self.sizing_min)),
+            ("max", size(self.sizing_max)),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+        .collect();
+        if !sizing.is_empty() {
+            spec.insert("sizing".to_owned(), Value::Object(sizing));
+        }
         spec
     }
+}
+
+fn parse_size(input: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("`{input}` is not CPU/MEMORY (e.g. 512/1024)");
+    let (cpu, memory) = input.split_once('/').ok_or_else(bad)?;
+    Ok((
+        cpu.trim().parse().map_err(|_| bad())?,
+        memory.trim().parse().map_err(|_| bad())?,
+    ))
 }
 
 fn parse_env(input: &str) -> Result<(String, String), String> {
@@ -592,5 +624,51 @@ fn confirm_purge(name: StateSlug) -> Result<(), Exit> {
         Ok(())
     } else {
         Err(refuse())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser, Debug)]
+    struct Line {
+        #[command(flatten)]
+        spec: SpecFlags,
+    }
+
+    fn members(args: &[&str]) -> Result<Value, clap::Error> {
+        Line::try_parse_from(std::iter::once("update").chain(args.iter().copied()))
+            .map(|l| Value::Object(l.spec.members(&[])))
+    }
+
+    #[test]
+    fn sizing_flags_become_only_the_sizing_members_they_name() {
+        assert_eq!(
+            members(&["--sizing", "auto"]).unwrap(),
+            json!({"sizing": {"mode": "auto"}})
+        );
+        assert_eq!(
+            members(&["--sizing-min", "256/512", "--sizing-max", "2048/8192"]).unwrap(),
+            json!({"sizing": {"min": {"cpu": 256, "memory": 512}, "max": {"cpu": 2048, "memory": 8192}}})
+        );
+        assert_eq!(members(&["--cpu", "512"]).unwrap(), json!({"cpu": 512}));
+    }
+
+    #[test]
+    fn a_bad_sizing_flag_is_refused_before_any_request() {
+        for bad in [
+            ["--sizing", "sometimes"],
+            ["--sizing-min", "256"],
+            ["--sizing-max", "big/8192"],
+        ] {
+            let e = members(&bad).unwrap_err().to_string();
+            assert!(
+                e.contains("invalid value") && e.contains(bad[0]),
+                "{bad:?}: {e}"
+            );
+        }
     }
 }

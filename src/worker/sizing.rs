@@ -123,15 +123,20 @@ pub fn slices(n: usize) -> usize {
 /// Whether the tenant's turn has come: its slice of the interval has begun since its last
 /// recommendation (or it has none yet).
 pub fn due(t: &Tenant, now: DateTime<Utc>, interval: Duration, slices: usize) -> bool {
-    let Some(last) = t.sizing.recommendation.as_ref().map(|r| r.computed_at) else {
-        return true;
-    };
+    t.sizing
+        .recommendation
+        .as_ref()
+        .is_none_or(|r| r.computed_at.timestamp_millis() < turn(t.id, now, interval, slices))
+}
+
+/// When the tenant's latest turn began, in milliseconds since the epoch: the last start of
+/// its slice at or before `now`. Slice `k` of `slices` starts `k/slices` into each interval.
+fn turn(id: Uuid, now: DateTime<Utc>, interval: Duration, slices: usize) -> i64 {
+    let slices = slices.max(1);
     let interval_ms = (interval.as_millis() as i64).max(1);
-    let phase =
-        (t.id.as_u128() % slices.max(1) as u128) as i64 * interval_ms / slices.max(1) as i64;
+    let phase = (id.as_u128() % slices as u128) as i64 * interval_ms / slices as i64;
     let since = now.timestamp_millis() - phase;
-    let turn = since - since.rem_euclid(interval_ms) + phase;
-    last.timestamp_millis() < turn
+    since - since.rem_euclid(interval_ms) + phase
 }
 
 fn service_of(t: &Tenant) -> Option<(String, String)> {
@@ -548,5 +553,43 @@ impl Rightsizer<'_> {
         .await?;
         self.metrics.sizing_changed(ChangeTrigger::Revert.as_str());
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fleet_is_spread_over_more_slices_as_it_grows_up_to_the_cap() {
+        assert_eq!(slices(0), 1);
+        assert_eq!(slices(1), 1);
+        assert_eq!(slices(TENANTS_PER_BATCH), 1);
+        assert_eq!(slices(TENANTS_PER_BATCH + 1), 2);
+        assert_eq!(slices(50 * TENANTS_PER_BATCH), MAX_SLICES);
+    }
+
+    #[test]
+    fn each_tenant_has_one_turn_an_interval_at_its_slices_offset() {
+        let hour = Duration::from_secs(3600);
+        let now: DateTime<Utc> = "2026-12-06T10:20:00Z".parse().unwrap();
+        let ten = now.timestamp_millis() / 3_600_000 * 3_600_000;
+        // Ids whose slice of four is 0, 1, 2 and 3: offsets of 0, 15, 30 and 45 minutes.
+        let starts: Vec<i64> = (0..4u128)
+            .map(|k| turn(Uuid::from_u128(k + 400), now, hour, 4))
+            .collect();
+        let minute = 60_000;
+        assert_eq!(
+            starts,
+            [ten, ten + 15 * minute, ten - 30 * minute, ten - 15 * minute],
+            "10:20 is after slices 0 and 1 began this hour, before 2 and 3 do"
+        );
+        for id in (0..40u128).map(Uuid::from_u128) {
+            let t = turn(id, now, hour, 4);
+            assert!(t <= now.timestamp_millis() && now.timestamp_millis() - t < 3_600_000);
+            // A minute later it is still the same turn; an interval later the next.
+            assert_eq!(turn(id, now + TimeDelta::minutes(1), hour, 4), t);
+            assert_eq!(turn(id, now + TimeDelta::hours(1), hour, 4), t + 3_600_000);
+        }
     }
 }

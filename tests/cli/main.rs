@@ -7,4 +7,5 @@ mod moto;
 mod bulk;
 mod failures;
 mod server;
+mod sizing;
 mod tenants;

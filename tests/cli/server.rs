@@ -25,7 +25,9 @@ pub struct Server {
     pub database_url: String,
     pub dir: TempDir,
     child: Child,
-    _moto: Moto,
+    /// What `statehouse dev bootstrap` wrote.
+    platform: HashMap<String, String>,
+    moto: Moto,
 }
 
 /// A directory removed on drop.
@@ -132,7 +134,8 @@ impl Server {
             database_url,
             dir,
             child,
-            _moto: moto,
+            platform,
+            moto,
         };
         server.wait_until_ready().await;
         server
@@ -180,6 +183,19 @@ impl Server {
         ];
         all.extend_from_slice(env);
         cli(args, &all, stdin)
+    }
+
+    /// `statehouse dev …` against this server's emulator and shared platform.
+    pub fn dev(&self, args: &[&str]) -> Run {
+        let aws = aws_env(&self.moto);
+        let env: Vec<(&str, &str)> = aws
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .chain(self.platform.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .collect();
+        let mut dev = vec!["dev"];
+        dev.extend_from_slice(args);
+        cli(&dev, &env, None)
     }
 
     /// The CLI started in the background (for `--follow`).
