@@ -454,6 +454,9 @@ mod tests {
             "statehouse_rollouts",
             "statehouse_rollout_tenants_total",
             "statehouse_rollout_duration_seconds_bucket",
+            "statehouse_sizing_monthly_cost_dollars",
+            "statehouse_sizing_recommendations_total",
+            "statehouse_sizing_changes_total",
         ] {
             assert!(seen.contains(wanted), "the dashboard shows {wanted}");
         }
