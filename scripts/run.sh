@@ -25,6 +25,9 @@ export STATEHOUSE_LISTEN=${STATEHOUSE_LISTEN:-127.0.0.1:8080}
 # Health every 15 s rather than every minute, so what is done by hand shows soon.
 export STATEHOUSE_HEALTH_INTERVAL=${STATEHOUSE_HEALTH_INTERVAL:-15s}
 export STATEHOUSE_ROLLOUT_GATE_INTERVAL=${STATEHOUSE_ROLLOUT_GATE_INTERVAL:-5s}
+# Recommendations every minute rather than every hour, for metrics put by hand
+# (`statehouse dev put-metrics`) to show soon.
+export STATEHOUSE_SIZING_INTERVAL=${STATEHOUSE_SIZING_INTERVAL:-1m}
 
 say "Building statehouse"
 cargo build --locked --bin statehouse

@@ -570,6 +570,14 @@ impl SizingArgs {
         if self.sizing_lookback < day || self.sizing_lookback > day * 15 {
             bail!("STATEHOUSE_SIZING_LOOKBACK must be from 1d to 15d (CloudWatch keeps one-minute points for 15 days)");
         }
+        for (d, name) in [
+            (self.sizing_interval, "STATEHOUSE_SIZING_INTERVAL"),
+            (self.sizing_oom_interval, "STATEHOUSE_SIZING_OOM_INTERVAL"),
+        ] {
+            if d < Duration::from_secs(1) {
+                bail!("{name} must be at least 1s");
+            }
+        }
         Ok(SizingSettings {
             interval: self.sizing_interval,
             lookback: self.sizing_lookback,

@@ -67,7 +67,34 @@ fn size(s: SizeDoc) -> String {
 }
 
 fn dollars(v: f64) -> String {
-    format!("${v:.2}")
+    let v = v + 0.0;
+    if v < 0.0 {
+        format!("-${:.2}", -v)
+    } else {
+        format!("${v:.2}")
+    }
+}
+
+fn tasks(n: u32) -> String {
+    format!("{n} task{}", if n == 1 { "" } else { "s" })
+}
+
+/// The counts whose key is one of `keys`, in that order, as "1 up, 2 down".
+fn counted(counts: &std::collections::BTreeMap<String, i64>, keys: &[&str]) -> String {
+    let parts: Vec<String> = keys
+        .iter()
+        .filter_map(|k| {
+            counts
+                .get(*k)
+                .filter(|n| **n > 0)
+                .map(|n| format!("{n} {k}"))
+        })
+        .collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// One tenant's sizing: the spec's mode and bounds, the recommendation with its evidence
@@ -153,12 +180,12 @@ fn recommendation(r: &Recommendation) -> Vec<(&'static str, String)> {
         "Monthly cost",
         match c.recommended {
             Some(rec) => format!(
-                "{} now, {} recommended ({} tasks)",
+                "{} now, {} recommended ({})",
                 dollars(c.current),
                 dollars(rec),
-                c.tasks
+                tasks(c.tasks)
             ),
-            None => format!("{} now ({} tasks)", dollars(c.current), c.tasks),
+            None => format!("{} now ({})", dollars(c.current), tasks(c.tasks)),
         },
     ));
     fields.push(("Computed", when(r.computed_at)));
@@ -184,24 +211,29 @@ fn change(c: &Change) -> String {
 /// The fleet: totals, then a line per tenant.
 pub fn fleet(f: &FleetSizing) -> String {
     let t = &f.totals;
-    let counts: Vec<String> = f
-        .counts
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(k, n)| format!("{n} {k}"))
-        .collect();
+    let net = if t.net <= 0.0 {
+        format!("net saving {}", dollars(-t.net))
+    } else {
+        format!("net increase {}", dollars(t.net))
+    };
     let mut out = field_lines(&[
         ("Tenants", f.tenants.len().to_string()),
-        ("Counts", counts.join(", ")),
+        (
+            "By status",
+            counted(
+                &f.counts,
+                &["recommended", "not_enough_data", "pending", "off"],
+            ),
+        ),
+        ("Recommended", counted(&f.counts, &["up", "down", "none"])),
         ("Monthly now", dollars(t.current)),
-        ("Recommended", dollars(t.recommended)),
+        ("If applied", dollars(t.recommended)),
         (
             "Savings",
             format!(
-                "{} a month from downsizes, {} more for upsizes: net {}",
+                "{} a month from downsizes, {} more for upsizes: {net}",
                 dollars(t.savings),
                 dollars(t.increase),
-                dollars(-t.net)
             ),
         ),
         (

@@ -16,8 +16,9 @@ impl Prices {
     }
 }
 
+/// Rounded to the cent; never -0 (which JSON and people would read as a saving of "-0").
 pub fn cents(dollars: f64) -> f64 {
-    (dollars * 100.0).round() / 100.0
+    (dollars * 100.0).round() / 100.0 + 0.0
 }
 
 /// The cheapest pair Fargate offers within `bounds` with at least `cpu` units and
@@ -142,5 +143,12 @@ mod tests {
             gb_hour: 0.01,
         };
         assert_eq!(other.monthly(TaskSize::new(2048, 4096).unwrap(), 1), 175.2);
+    }
+
+    #[test]
+    fn a_cent_rounded_to_nothing_is_zero_and_not_minus_zero() {
+        assert_eq!(cents(-0.001).to_string(), "0");
+        assert_eq!(cents(9.01 - 9.01 - 0.0).to_string(), "0");
+        assert_eq!(cents(-18.024), -18.02);
     }
 }

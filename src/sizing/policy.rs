@@ -65,7 +65,7 @@ pub fn decide(rec: &Recommendation, state: &Sizing, gate: &Gate, now: DateTime<U
         SizingMode::Off => return Verdict::Leave("sizing is off".into()),
         SizingMode::Recommend => {
             return Verdict::Leave(
-                "recommend mode: a person applies it (POST /v1/tenants/{name}/sizing/apply)".into(),
+                "recommend mode: a person applies it (statehouse tenants sizing apply)".into(),
             )
         }
         SizingMode::Auto => {}

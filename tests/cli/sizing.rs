@@ -87,7 +87,7 @@ async fn a_busy_state_gets_a_bigger_size_recommended_shown_priced_and_applied_fr
         "512 CPU / 1024 MiB (up)",
         "CPU p90 243 units (95%)",
         "Monthly cost:",
-        "$9.01 now, $18.02 recommended (1 tasks)",
+        "$9.01 now, $18.02 recommended (1 task)",
     ] {
         assert!(shown.expect(0).stdout.contains(line), "{line} in:\n{shown}");
     }

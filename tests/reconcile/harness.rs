@@ -44,6 +44,8 @@ pub struct Stack {
     pub platform_env: HashMap<String, String>,
     /// The worker's clients (through the proxy, if there is one).
     pub aws: Aws,
+    /// Where they send their calls.
+    pub endpoint: String,
     pub platform: Platform,
     pub pool: PgPool,
     pub metrics: Arc<Metrics>,
@@ -191,13 +193,17 @@ impl Stack {
             ),
             None => None,
         };
-        let endpoint = faults.as_ref().map_or(&moto.endpoint, |f| &f.endpoint);
-        let aws = Aws::with_metrics(&config_at(endpoint).await, metrics.clone());
+        let endpoint = faults
+            .as_ref()
+            .map_or(&moto.endpoint, |f| &f.endpoint)
+            .clone();
+        let aws = Aws::with_metrics(&config_at(&endpoint).await, metrics.clone());
         Self {
             _moto: moto,
             faults,
             platform_env: env,
             aws,
+            endpoint,
             platform,
             pool,
             metrics,
@@ -252,6 +258,12 @@ impl Stack {
 
     pub fn cell(&self) -> &Cell {
         &self.platform.cells[0]
+    }
+
+    /// Clients of the stack's emulator with a call count of their own, apart from the
+    /// background worker's.
+    pub async fn own_clients(&self) -> Aws {
+        Aws::new(&crate::config_at(&self.endpoint).await)
     }
 
     /// The mutating AWS calls the worker's clients have made so far.

@@ -177,8 +177,34 @@ async fn metrics_in_the_lookback_make_an_upsize_a_downsize_and_not_enough_data(p
         stack.tenant("vermont").await,
         stack.tenant("ohio").await,
     ];
-    let report = r.recommend(&tenants, Utc::now()).await.unwrap();
+    // Counted on clients of their own: the background worker's health rounds read the
+    // same services and metrics.
+    let counted = stack.own_clients().await;
+    let report = Rightsizer {
+        aws: &counted,
+        ..rightsizer(&stack, &settings)
+    }
+    .recommend(&tenants, Utc::now())
+    .await
+    .unwrap();
     assert_eq!(report.recommended, 3);
+    // The three services in one DescribeServices; their CPU and memory in one
+    // GetMetricData a day of the 14-day lookback.
+    let calls: std::collections::BTreeMap<String, u64> = counted
+        .calls
+        .snapshot()
+        .into_iter()
+        .map(|(k, n)| (k.operation, n))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("DescribeServices".to_owned(), 1),
+            ("GetMetricData".to_owned(), 14)
+        ]
+        .into(),
+        "{calls:?}"
+    );
     assert!(report.changed.is_empty(), "recommend mode changes nothing");
 
     let texas = stack.tenant("texas").await;
