@@ -4,8 +4,11 @@
 ALTER TABLE tenants ADD COLUMN sizing jsonb NOT NULL DEFAULT '{}'::jsonb;
 
 -- CloudWatch reports CPU and memory as a percentage of the task's size at the time, so a
--- sample is read against the size the tenant had then. A trigger, so every writer (the
--- API, a rollout, the rightsizer, a person with psql) leaves the record.
+-- sample is read against the size the tenant's tasks had then. A size counts from when a
+-- deployment of it completed (the tenant is ready at the generation that asked for it):
+-- until then the old tasks run and report against the old size, and a deployment that
+-- fails and is rolled back never counts at all. A trigger, so every way a spec is written
+-- (the API, a rollout, the rightsizer, a person with psql) is covered.
 CREATE TABLE tenant_sizes (
     tenant_id uuid NOT NULL REFERENCES tenants (id),
     since     timestamptz NOT NULL,
@@ -15,20 +18,29 @@ CREATE TABLE tenant_sizes (
 );
 
 CREATE FUNCTION tenants_record_size() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    last tenant_sizes%ROWTYPE;
 BEGIN
-    INSERT INTO tenant_sizes (tenant_id, since, cpu, memory)
-    VALUES (NEW.id, clock_timestamp(), (NEW.spec->>'cpu')::integer, (NEW.spec->>'memory')::integer)
-    ON CONFLICT DO NOTHING;
+    SELECT * INTO last FROM tenant_sizes WHERE tenant_id = NEW.id ORDER BY since DESC LIMIT 1;
+    IF NOT FOUND
+       OR last.cpu IS DISTINCT FROM (NEW.spec->>'cpu')::integer
+       OR last.memory IS DISTINCT FROM (NEW.spec->>'memory')::integer THEN
+        INSERT INTO tenant_sizes (tenant_id, since, cpu, memory)
+        VALUES (NEW.id, clock_timestamp(), (NEW.spec->>'cpu')::integer, (NEW.spec->>'memory')::integer)
+        ON CONFLICT DO NOTHING;
+    END IF;
     RETURN NULL;
 END;
 $$;
+-- A new tenant has no task before its first deployment: its first size counts from then on.
 CREATE TRIGGER tenants_size_on_insert
     AFTER INSERT ON tenants
     FOR EACH ROW EXECUTE FUNCTION tenants_record_size();
-CREATE TRIGGER tenants_size_on_update
+CREATE TRIGGER tenants_size_on_deployed
     AFTER UPDATE ON tenants
     FOR EACH ROW
-    WHEN ((OLD.spec->'cpu', OLD.spec->'memory') IS DISTINCT FROM (NEW.spec->'cpu', NEW.spec->'memory'))
+    WHEN (OLD.observed_generation IS DISTINCT FROM NEW.observed_generation
+          AND NEW.observed_generation = NEW.generation)
     EXECUTE FUNCTION tenants_record_size();
 
 -- Tenants that exist already have had their present size as far as anyone can tell.

@@ -20,7 +20,8 @@ use crate::{
 /// Who writes the rightsizer's changes into the history.
 pub const ACTOR: &str = "rightsizer";
 
-/// Each tenant's sizes (cpu, memory), oldest first, each with the time it was written.
+/// Each tenant's sizes (cpu, memory), oldest first, each with the time a deployment of it
+/// completed (the first: when the tenant was created).
 pub async fn sizes(
     ex: impl PgExecutor<'_>,
     tenant_ids: &[Uuid],

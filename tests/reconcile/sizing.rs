@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use chrono::{TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -116,6 +116,31 @@ async fn events(stack: &Stack, name: &str, action: &str) -> Vec<(String, String,
     .fetch_all(&stack.pool)
     .await
     .unwrap()
+}
+
+/// The sizes the tenant's tasks have had, oldest first, as (cpu, memory, since), and its
+/// `tenant.ready` events as (message, at).
+#[allow(clippy::type_complexity)]
+async fn sizes(
+    stack: &Stack,
+    name: &str,
+) -> (Vec<(i32, i32, DateTime<Utc>)>, Vec<(String, DateTime<Utc>)>) {
+    let sizes = sqlx::query_as(
+        "SELECT s.cpu, s.memory, s.since FROM tenant_sizes s JOIN tenants t ON t.id = s.tenant_id \
+         WHERE t.name = $1 ORDER BY s.since",
+    )
+    .bind(name)
+    .fetch_all(&stack.pool)
+    .await
+    .unwrap();
+    let ready = sqlx::query_as(
+        "SELECT message, at FROM tenant_events WHERE tenant_name = $1 AND action = 'tenant.ready' ORDER BY id",
+    )
+    .bind(name)
+    .fetch_all(&stack.pool)
+    .await
+    .unwrap();
+    (sizes, ready)
 }
 
 async fn sizing_updates(stack: &Stack, name: &str) -> Vec<Value> {
@@ -348,6 +373,22 @@ async fn auto_applies_an_upsize_as_a_new_revision_and_then_keeps_the_cooldown(po
         running_size(&stack, "texas").await,
         ("512".into(), "1024".into())
     );
+    // The new size counts from its deployment, not from the spec write: samples in between
+    // came from tasks of the old size.
+    let (history, ready) = sizes(&stack, "texas").await;
+    let sized: Vec<(i32, i32)> = history.iter().map(|(c, m, _)| (*c, *m)).collect();
+    assert_eq!(sized, [(256, 512), (512, 1024)]);
+    assert!(
+        history[1].2 >= t.sizing.last_change.as_ref().unwrap().at,
+        "{history:?}"
+    );
+    // Written as the pass that saw the deployment complete ends, after its event.
+    let deployed = ready
+        .iter()
+        .find(|(message, _)| message.starts_with("generation 2 is ready"))
+        .expect("generation 2 became ready")
+        .1;
+    assert!(history[1].2 >= deployed, "{history:?} {ready:?}");
     let updates = sizing_updates(&stack, "texas").await;
     assert_eq!(updates.len(), 1, "{updates:?}");
     assert_eq!(updates[0]["sizing"]["trigger"], "auto");
@@ -596,6 +637,10 @@ async fn a_rightsizing_deployment_that_fails_is_reverted_and_sizing_frozen(pool:
     let t = stack.ready("texas").await;
     assert_eq!((t.generation, t.spec.cpu, t.spec.memory), (3, 256, 512));
     assert_eq!(running_size(&stack, "texas").await, revision);
+    // The size that never deployed never counts for the samples.
+    let (history, _) = sizes(&stack, "texas").await;
+    let sized: Vec<(i32, i32)> = history.iter().map(|(c, m, _)| (*c, *m)).collect();
+    assert_eq!(sized, [(256, 512)]);
     let until = t.sizing.frozen_until.expect("frozen");
     let day = until - Utc::now();
     assert!(
