@@ -632,8 +632,14 @@ async fn a_rightsizing_deployment_that_fails_is_reverted_and_sizing_frozen(pool:
         })
         .await;
 
+    // The background worker follows unsettled changes on every tick too, so either it or
+    // this call puts the size back; the row lock lets only one of them do it.
     let cells = vec!["cell-1".to_owned()];
-    assert_eq!(r.settle(&cells, Utc::now()).await.unwrap(), ["texas"]);
+    let reverted = r.settle(&cells, Utc::now()).await.unwrap();
+    assert!(reverted.is_empty() || reverted == ["texas"], "{reverted:?}");
+    stack
+        .wait_for("texas", Duration::from_secs(60), |t| t.generation == 3)
+        .await;
     let t = stack.ready("texas").await;
     assert_eq!((t.generation, t.spec.cpu, t.spec.memory), (3, 256, 512));
     assert_eq!(running_size(&stack, "texas").await, revision);
