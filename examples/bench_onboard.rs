@@ -98,6 +98,11 @@ async fn platform(moto: &moto::Moto) -> Platform {
                 .map(str::to_owned)
                 .collect(),
             security_groups: vec![env["STATEHOUSE_SECURITY_GROUPS"].clone()],
+            account: env["STATEHOUSE_ACCOUNT_ID"].clone(),
+            region: REGION.into(),
+            execution_role_arn: env["STATEHOUSE_EXECUTION_ROLE_ARN"].clone(),
+            role_arn: None,
+            alarm_topic_arn: None,
         }],
     }
 }
@@ -171,10 +176,12 @@ impl Env {
             id: Worker::new_id(),
             pool: pool.clone(),
             aws: aws.clone(),
+            cell_aws: Default::default(),
             platform: Arc::new(platform.clone()),
             settings: WorkerSettings {
                 concurrency: 16,
                 resync_interval: Duration::from_secs(3600),
+                deep_resync_interval: Duration::from_secs(3600),
                 lease_ttl: Duration::from_secs(30),
                 retry_budget: Duration::from_secs(600),
                 rollout_watch: Duration::from_secs(20),
@@ -201,6 +208,7 @@ impl Env {
             cells: vec![statehouse::db::cells::CellCapacity {
                 name: "cell-1".into(),
                 capacity: 100,
+                reserved_for: Vec::new(),
             }],
             prices: Default::default(),
         };

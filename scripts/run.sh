@@ -28,6 +28,8 @@ export STATEHOUSE_ROLLOUT_GATE_INTERVAL=${STATEHOUSE_ROLLOUT_GATE_INTERVAL:-5s}
 # Recommendations every minute rather than every hour, for metrics put by hand
 # (`statehouse dev put-metrics`) to show soon.
 export STATEHOUSE_SIZING_INTERVAL=${STATEHOUSE_SIZING_INTERVAL:-1m}
+# The emulator is statehouse's alone: it may use all of each documented AWS limit.
+export STATEHOUSE_AWS_BUDGET_SHARE=${STATEHOUSE_AWS_BUDGET_SHARE:-1}
 
 say "Building statehouse"
 cargo build --locked --bin statehouse

@@ -6,6 +6,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use crate::{
+    cells::CellConfig,
     db::cells::CellCapacity,
     domain::spec::{
         SizingDoc, SizingMode, SpecDoc, SpecLimits, TenantSpec, MAX_TASK_COUNT_CEILING,
@@ -144,7 +145,11 @@ pub struct TenantDefaults {
 
 impl TenantDefaults {
     /// Checks the defaults like any client's spec, so a bad configuration fails at start.
-    pub fn settings(&self, prices: Prices) -> anyhow::Result<ApiSettings> {
+    pub fn settings(
+        &self,
+        prices: Prices,
+        file_cells: Option<&[CellConfig]>,
+    ) -> anyhow::Result<ApiSettings> {
         let spec_limits = SpecLimits {
             max_task_count: self.max_task_count,
         };
@@ -168,11 +173,20 @@ impl TenantDefaults {
         if self.cell.trim().is_empty() {
             bail!("STATEHOUSE_CELL must not be empty");
         }
-        let cells = match &self.cells {
-            Some(list) => parse_cells(list, self.cell_capacity)?,
-            None => vec![CellCapacity {
+        let cells = match (file_cells, &self.cells) {
+            (Some(file), _) => file
+                .iter()
+                .map(|c| CellCapacity {
+                    name: c.name.clone(),
+                    capacity: c.capacity,
+                    reserved_for: c.reserved_for.clone(),
+                })
+                .collect(),
+            (None, Some(list)) => parse_cells(list, self.cell_capacity)?,
+            (None, None) => vec![CellCapacity {
                 name: self.cell.clone(),
                 capacity: self.cell_capacity,
+                reserved_for: Vec::new(),
             }],
         };
         Ok(ApiSettings {
@@ -227,6 +241,7 @@ pub fn parse_cells(list: &str, default: u32) -> anyhow::Result<Vec<CellCapacity>
         cells.push(CellCapacity {
             name: name.to_owned(),
             capacity,
+            reserved_for: Vec::new(),
         });
     }
     if cells.is_empty() {
@@ -322,6 +337,11 @@ pub struct PlatformArgs {
     /// The AWS account; asked of STS when not given.
     #[arg(long, env = "STATEHOUSE_ACCOUNT_ID")]
     pub account_id: Option<String>,
+    /// Every cell, each in its own account and region if need be, in a TOML or JSON file
+    /// (see src/cells.rs); replaces STATEHOUSE_CELL(S), _CLUSTER, _LISTENER_ARN, _VPC_ID,
+    /// _SUBNETS, _SECURITY_GROUPS and _EXECUTION_ROLE_ARN.
+    #[arg(long, env = "STATEHOUSE_CELLS_FILE")]
+    pub cells_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub alarms: AlarmArgs,
 }
@@ -436,14 +456,78 @@ const LOG_RETENTION_DAYS: [i32; 22] = [
 ];
 
 impl PlatformArgs {
+    /// The cells file's cells, checked, if there is a file.
+    pub fn file_cells(&self, default_capacity: u32) -> anyhow::Result<Option<Vec<CellConfig>>> {
+        self.cells_file
+            .as_deref()
+            .map(|path| crate::cells::load(path, default_capacity))
+            .transpose()
+    }
+
+    /// The platform with every cell of the cells file; see [`PlatformArgs::platform`].
+    fn platform_of_file(
+        &self,
+        cells: Vec<CellConfig>,
+        account: String,
+        region: String,
+    ) -> anyhow::Result<Platform> {
+        let base_domain = self
+            .base_domain
+            .clone()
+            .filter(|d| !d.trim().is_empty())
+            .ok_or_else(|| anyhow::anyhow!("the worker needs STATEHOUSE_BASE_DOMAIN"))?;
+        let execution_role_arn = cells
+            .first()
+            .map(|c| c.execution_role_arn.clone())
+            .unwrap_or_default();
+        Ok(Platform {
+            prefix: Prefix::parse(&self.prefix).map_err(anyhow::Error::msg)?,
+            account,
+            region,
+            base_domain,
+            execution_role_arn,
+            log_retention_days: self.checked_retention()?,
+            deployment_timeout: self.deployment_timeout,
+            alarms: self.alarms.settings()?,
+            cells: cells
+                .into_iter()
+                .map(|c| Cell {
+                    name: c.name,
+                    cluster: c.cluster,
+                    listener_arn: c.listener_arn,
+                    vpc_id: c.vpc_id,
+                    subnets: c.subnets,
+                    security_groups: c.security_groups,
+                    account: c.account,
+                    region: c.region,
+                    execution_role_arn: c.execution_role_arn,
+                    role_arn: c.role_arn,
+                    alarm_topic_arn: c.alarm_topic_arn,
+                })
+                .collect(),
+        })
+    }
+
+    fn checked_retention(&self) -> anyhow::Result<i32> {
+        if !LOG_RETENTION_DAYS.contains(&self.log_retention_days) {
+            bail!("STATEHOUSE_LOG_RETENTION_DAYS must be one of {LOG_RETENTION_DAYS:?}");
+        }
+        Ok(self.log_retention_days)
+    }
+
     /// Checks the settings and names what is missing, so a misconfigured worker stops at
-    /// start rather than failing every tenant.
+    /// start rather than failing every tenant. With a cells file, its cells (and `cell` is
+    /// ignored); otherwise the one cell `cell` of the STATEHOUSE_* settings, in `account`
+    /// and `region`.
     pub fn platform(
         &self,
         cell: &str,
         account: String,
         region: String,
     ) -> anyhow::Result<Platform> {
+        if let Some(cells) = self.file_cells(MAX_CELL_CAPACITY)? {
+            return self.platform_of_file(cells, account, region);
+        }
         let mut missing = Vec::new();
         let mut need = |v: &Option<String>, name: &'static str| {
             if v.as_deref().is_none_or(|s| s.trim().is_empty()) {
@@ -471,6 +555,8 @@ impl PlatformArgs {
         }
         let prefix = Prefix::parse(&self.prefix).map_err(anyhow::Error::msg)?;
         let alarms = self.alarms.settings()?;
+        let (home_account, home_region) = (account.clone(), region.clone());
+        let home_execution_role = execution_role_arn.clone();
         Ok(Platform {
             prefix,
             account,
@@ -487,6 +573,11 @@ impl PlatformArgs {
                 vpc_id,
                 subnets,
                 security_groups,
+                execution_role_arn: home_execution_role,
+                account: home_account,
+                region: home_region,
+                role_arn: None,
+                alarm_topic_arn: None,
             }],
         })
     }
@@ -498,9 +589,15 @@ pub struct WorkerArgs {
     /// Tenants reconciled at once by this process.
     #[arg(long, env = "STATEHOUSE_WORKER_CONCURRENCY", default_value_t = 16)]
     pub worker_concurrency: usize,
-    /// Every tenant is re-checked this often, to find and repair drift.
+    /// Every cell's whole tenants are compared with AWS this often, in batched calls; a
+    /// tenant found drifted gets a full pass at once.
     #[arg(long, env = "STATEHOUSE_RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub resync_interval: Duration,
+    /// Every whole tenant's deep check (bucket settings, table backups, role policies,
+    /// target group attributes: what no batched call reads) runs this often, spread over
+    /// the interval. An API change or a reconcile request always runs a full pass at once.
+    #[arg(long, env = "STATEHOUSE_DEEP_RESYNC_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub deep_resync_interval: Duration,
     /// A worker that stops heartbeating loses its tenants after this long.
     #[arg(long, env = "STATEHOUSE_LEASE_TTL", default_value = "30s", value_parser = parse_duration)]
     pub lease_ttl: Duration,
@@ -523,6 +620,46 @@ pub struct WorkerArgs {
     pub rollout_gate_interval: Duration,
     #[command(flatten)]
     pub sizing: SizingArgs,
+    #[command(flatten)]
+    pub budget: BudgetArgs,
+}
+
+/// The AWS call budget (src/aws/budget.rs): how much of each AWS request bucket of an
+/// account and region statehouse may use.
+#[derive(Args, Debug, Clone)]
+pub struct BudgetArgs {
+    /// The share of each documented AWS limit that statehouse uses, all its processes
+    /// together; the rest is left to Terraform, other tools and people.
+    #[arg(long, env = "STATEHOUSE_AWS_BUDGET_SHARE", default_value_t = 0.25)]
+    pub aws_budget_share: f64,
+    /// How many statehouse processes call AWS in the same accounts; each takes this
+    /// fraction of the share.
+    #[arg(long, env = "STATEHOUSE_AWS_BUDGET_PROCESSES", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub aws_budget_processes: u32,
+    /// Limits that differ from the documented ones (a raised quota), as
+    /// `bucket=rate/burst` separated by commas, e.g. `elb=20/80`.
+    #[arg(long, env = "STATEHOUSE_AWS_LIMITS")]
+    pub aws_limits: Option<String>,
+}
+
+impl BudgetArgs {
+    pub fn settings(&self) -> anyhow::Result<crate::aws::budget::BudgetSettings> {
+        let share = self.aws_budget_share;
+        if !(share.is_finite() && share > 0.0 && share <= 1.0) {
+            bail!("STATEHOUSE_AWS_BUDGET_SHARE must be above 0 and at most 1, not {share}");
+        }
+        let limits = match self.aws_limits.as_deref() {
+            Some(text) => crate::aws::budget::BudgetSettings::parse_limits(text)
+                .map_err(|e| anyhow::anyhow!("STATEHOUSE_AWS_LIMITS: {e}"))?,
+            None => Default::default(),
+        };
+        Ok(crate::aws::budget::BudgetSettings {
+            share,
+            processes: self.aws_budget_processes,
+            limits,
+        })
+    }
 }
 
 /// Rightsizing (src/sizing/): how often, over how much history, at what prices.
@@ -595,9 +732,18 @@ impl WorkerArgs {
         if self.lease_ttl < Duration::from_secs(3) {
             bail!("STATEHOUSE_LEASE_TTL must be at least 3s");
         }
+        for (d, name) in [
+            (self.resync_interval, "STATEHOUSE_RESYNC_INTERVAL"),
+            (self.deep_resync_interval, "STATEHOUSE_DEEP_RESYNC_INTERVAL"),
+        ] {
+            if d < Duration::from_secs(1) {
+                bail!("{name} must be at least 1s");
+            }
+        }
         Ok(WorkerSettings {
             concurrency: self.worker_concurrency,
             resync_interval: self.resync_interval,
+            deep_resync_interval: self.deep_resync_interval,
             lease_ttl: self.lease_ttl,
             retry_budget: self.retry_budget,
             rollout_watch: self.rollout_watch,

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod aws;
+pub mod cells;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -65,6 +65,16 @@ pub struct Metrics {
     sizing_recommendations: Family<DirectionLabels, Counter>,
     sizing_changes: Family<TriggerLabels, Counter>,
     sizing_cost: Family<SizeLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    resync_rounds: Family<OutcomeLabels, Counter>,
+    drift_found: Counter,
+    deep_checks: Family<OutcomeLabels, Counter>,
+    budget_wait: Family<BucketLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    budget_waits: Family<BucketLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BucketLabels {
+    bucket: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -194,8 +204,44 @@ impl Default for Metrics {
             "Projected monthly Fargate cost of the live tenants at their current size and at the recommended one (USD, configured prices)",
             sizing_cost.clone(),
         );
+        let resync_rounds = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "resync_rounds",
+            "Resync rounds (one cell's whole tenants compared with AWS in batched calls), by outcome (completed, failed)",
+            resync_rounds.clone(),
+        );
+        let drift_found = Counter::default();
+        registry.register(
+            "drift_found",
+            "Tenants a resync round found drifted and handed to a full pass",
+            drift_found.clone(),
+        );
+        let deep_checks = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "deep_checks",
+            "Deep checks of a whole tenant (bucket, table, role policies, target group attributes), by outcome (whole, repaired, failed)",
+            deep_checks.clone(),
+        );
+        let budget_wait =
+            Family::<BucketLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "aws_budget_wait_seconds",
+            "Time AWS calls spent waiting for a token of the call budget, by AWS bucket",
+            budget_wait.clone(),
+        );
+        let budget_waits = Family::<BucketLabels, Counter>::default();
+        registry.register(
+            "aws_budget_waits",
+            "AWS calls that had to wait for a token of the call budget, by AWS bucket",
+            budget_waits.clone(),
+        );
         Self {
             registry,
+            budget_wait,
+            budget_waits,
+            resync_rounds,
+            drift_found,
+            deep_checks,
             sizing_recommendations,
             sizing_changes,
             sizing_cost,
@@ -343,6 +389,36 @@ impl Metrics {
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
         self.reconcile_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// `completed` or `failed`.
+    pub fn resync_round(&self, outcome: &'static str) {
+        self.resync_rounds
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    pub fn drift_found(&self) {
+        self.drift_found.inc();
+    }
+
+    /// `whole`, `repaired` or `failed`.
+    pub fn deep_check(&self, outcome: &'static str) {
+        self.deep_checks
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// A call waited `waited` for a token of `bucket`'s budget.
+    pub fn aws_budget_wait(&self, bucket: &'static str, waited: Duration) {
+        if waited < Duration::from_millis(1) {
+            return;
+        }
+        let labels = BucketLabels { bucket };
+        self.budget_wait
+            .get_or_create(&labels)
+            .inc_by(waited.as_secs_f64());
+        self.budget_waits.get_or_create(&labels).inc();
     }
 
     pub fn aws_call(&self, service: &str, operation: &str, outcome: &'static str) {

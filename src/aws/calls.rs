@@ -15,7 +15,10 @@ use aws_smithy_runtime_api::{
     box_error::BoxError,
     client::{
         interceptors::{
-            context::{BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef},
+            context::{
+                BeforeTransmitInterceptorContextMut, BeforeTransmitInterceptorContextRef,
+                FinalizerInterceptorContextRef,
+            },
             Intercept,
         },
         orchestrator::Metadata,
@@ -81,6 +84,9 @@ impl CallLog {
 /// this keeps its AWS calls off too.
 #[derive(Debug, Default)]
 pub struct CallScope {
+    /// Its calls may wait for urgent ones (see `budget`): a resync round, a deep check,
+    /// a health round, rightsizing.
+    background: bool,
     calls: AtomicU64,
     mutating: AtomicU64,
     first_call: OnceLock<Instant>,
@@ -96,7 +102,30 @@ tokio::task_local! {
     static SCOPE: Arc<CallScope>;
 }
 
+/// Whether the calls of the current task are urgent: those of a pass for an API change,
+/// and those made outside any scope (the API's own reads); not those of background work.
+pub fn urgent() -> bool {
+    SCOPE.try_with(|s| !s.background).unwrap_or(true)
+}
+
+/// Whether the current task's pass may have lost its lease.
+pub fn lease_lapsed() -> bool {
+    SCOPE.try_with(|s| s.lease_lapsed()).unwrap_or(false)
+}
+
+/// The header the counter names each request's operation in for the budget's connector,
+/// which takes it off again before the request is sent.
+pub const OPERATION_HEADER: &str = "x-statehouse-operation";
+
 impl CallScope {
+    /// A scope for background work, whose calls give way to urgent ones.
+    pub fn background() -> Self {
+        Self {
+            background: true,
+            ..Self::default()
+        }
+    }
+
     /// Runs `fut` with every AWS call it makes counted in `scope`.
     pub async fn run<F: std::future::Future>(scope: Arc<CallScope>, fut: F) -> F::Output {
         SCOPE.scope(scope, fut).await
@@ -146,6 +175,8 @@ pub struct CallCounter {
     on_call: Option<OnCall>,
     /// Test-only: where to stop or kill the process (see [`super::fault`]).
     fault: Option<Arc<FaultPoint>>,
+    /// Name each request's operation in [`OPERATION_HEADER`], for the budget.
+    name_operations: bool,
 }
 
 impl std::fmt::Debug for CallCounter {
@@ -160,12 +191,19 @@ impl CallCounter {
             log,
             on_call,
             fault: None,
+            name_operations: false,
         }
     }
 
     /// Arms a test-only fault point; `None` leaves the counter inert.
     pub fn with_fault(mut self, fault: Option<FaultPoint>) -> Self {
         self.fault = fault.map(Arc::new);
+        self
+    }
+
+    /// Names each request's operation for the budget's connector (see [`OPERATION_HEADER`]).
+    pub fn naming_operations(mut self) -> Self {
+        self.name_operations = true;
         self
     }
 
@@ -216,6 +254,25 @@ impl Intercept for CallCounter {
                 "the lease may have lapsed; AWS call not sent"
             );
             return Err(Box::new(LeaseLapsed));
+        }
+        Ok(())
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if !self.name_operations {
+            return Ok(());
+        }
+        if let Some(meta) = cfg.load::<Metadata>() {
+            let name = meta.name().to_owned();
+            context
+                .request_mut()
+                .headers_mut()
+                .insert(OPERATION_HEADER, name);
         }
         Ok(())
     }

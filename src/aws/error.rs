@@ -97,6 +97,14 @@ impl AwsError {
         };
         let mut retry = classify(&err, &code, &message, http_status);
         let mut code = code;
+        let mut message = message;
+        // The call was never sent: the clients' credentials (AssumeRole on a cell's role)
+        // could not be had. What STS said is the error; it may pass (a role being fixed).
+        if let Some((sts_code, sts_message)) = credentials_failure(&err) {
+            code = "CredentialsUnavailable".to_owned();
+            message = format!("cannot get credentials: STS answered {sts_code}: {sts_message}");
+            retry = Retry::Transient;
+        }
         // Refused by the call counter, never sent: the pass's lease may be gone. Another
         // pass (this worker's or another's) will do the work; nothing is wrong with AWS.
         if lease_lapsed(&err) {
@@ -113,6 +121,23 @@ impl AwsError {
             retry,
         }
     }
+}
+
+/// What STS answered, when a call failed because AssumeRole did.
+fn credentials_failure(err: &(dyn std::error::Error + 'static)) -> Option<(String, String)> {
+    use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if let Some(sts) = e.downcast_ref::<SdkError<AssumeRoleError, HttpResponse>>() {
+            return Some((
+                sts.code().unwrap_or("Unknown").to_owned(),
+                sts.message().unwrap_or("no message").to_owned(),
+            ));
+        }
+        source = e.source();
+    }
+    None
 }
 
 fn lease_lapsed(err: &(dyn std::error::Error + 'static)) -> bool {

@@ -68,6 +68,23 @@ pub struct BootstrapArgs {
     /// Bootstrap even when AWS_ENDPOINT_URL is unset, i.e. against a real AWS account.
     #[arg(long)]
     allow_real_aws: bool,
+    /// Make the platform in the account of this role, assumed first (the emulator honours
+    /// AssumeRole into any account id): a cell of a dedicated account.
+    #[arg(long)]
+    role_arn: Option<String>,
+    /// Also write the platform as cell `--cell` into this cells file (STATEHOUSE_CELLS_FILE),
+    /// replacing that cell's entry if there is one.
+    #[arg(long, requires = "cell")]
+    cells_file: Option<PathBuf>,
+    /// The cell's name in the cells file.
+    #[arg(long, requires = "cells_file")]
+    cell: Option<String>,
+    /// The cell's capacity in the cells file.
+    #[arg(long, requires = "cells_file")]
+    capacity: Option<u32>,
+    /// States the cell is reserved for in the cells file, comma separated.
+    #[arg(long, requires = "cells_file", value_delimiter = ',')]
+    reserved_for: Vec<String>,
 }
 
 pub async fn run(command: DevCommand) -> anyhow::Result<()> {
@@ -196,11 +213,24 @@ async fn bootstrap(args: BootstrapArgs) -> anyhow::Result<()> {
     if std::env::var_os("AWS_ENDPOINT_URL").is_none() && !args.allow_real_aws {
         bail!("AWS_ENDPOINT_URL is not set: this command is for the local emulator (use terraform-modules/ for a real account, or pass --allow-real-aws)");
     }
-    let config = Aws::load_config().await;
+    let mut config = Aws::load_config().await;
     let region = config
         .region()
         .map(|r| r.as_ref().to_owned())
         .context("no AWS region: set AWS_REGION")?;
+    if let Some(role) = &args.role_arn {
+        let provider = aws_config::sts::AssumeRoleProvider::builder(role.clone())
+            .session_name("statehouse-dev-bootstrap")
+            .configure(&config)
+            .build()
+            .await;
+        config = config
+            .to_builder()
+            .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(
+                provider,
+            ))
+            .build();
+    }
     let ec2 = aws_sdk_ec2::Client::new(&config);
     let aws = Aws::new(&config);
     let account = aws.account_id().await?;
@@ -230,11 +260,67 @@ async fn bootstrap(args: BootstrapArgs) -> anyhow::Result<()> {
     }
     std::fs::write(&args.out, &env)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
+    if let (Some(file), Some(cell)) = (&args.cells_file, &args.cell) {
+        write_cell(file, cell, &args, &region, &made)?;
+    }
     eprintln!(
         "shared platform ready; settings written to {}",
         args.out.display()
     );
     print!("{env}");
+    Ok(())
+}
+
+/// Writes the platform as `cell` into the cells file `file` (made if missing).
+fn write_cell(
+    file: &std::path::Path,
+    cell: &str,
+    args: &BootstrapArgs,
+    region: &str,
+    made: &Made,
+) -> anyhow::Result<()> {
+    let mut doc: toml::Table = match std::fs::read_to_string(file) {
+        Ok(text) => toml::from_str(&text)
+            .with_context(|| format!("{} is not a TOML cells file", file.display()))?,
+        Err(_) => toml::Table::new(),
+    };
+    let mut entry = toml::Table::new();
+    let text = |s: &str| toml::Value::String(s.to_owned());
+    let list = |v: &[String]| toml::Value::Array(v.iter().map(|s| text(s)).collect());
+    entry.insert("name".into(), text(cell));
+    entry.insert("region".into(), text(region));
+    if let Some(role) = &args.role_arn {
+        entry.insert("role_arn".into(), text(role));
+    }
+    if let Some(capacity) = args.capacity {
+        entry.insert("capacity".into(), toml::Value::Integer(i64::from(capacity)));
+    }
+    if !args.reserved_for.is_empty() {
+        entry.insert("reserved_for".into(), list(&args.reserved_for));
+    }
+    entry.insert("cluster".into(), text(&made.cluster));
+    entry.insert("listener_arn".into(), text(&made.listener));
+    entry.insert("vpc_id".into(), text(&made.vpc));
+    entry.insert("subnets".into(), list(&made.private_subnets));
+    entry.insert(
+        "security_groups".into(),
+        list(std::slice::from_ref(&made.tasks_sg)),
+    );
+    entry.insert("execution_role_arn".into(), text(&made.execution_role));
+    let cells = doc
+        .entry("cell")
+        .or_insert_with(|| toml::Value::Array(Vec::new()));
+    let toml::Value::Array(cells) = cells else {
+        bail!("{}: `cell` is not a list of cells", file.display());
+    };
+    cells.retain(|c| c.get("name").and_then(toml::Value::as_str) != Some(cell));
+    cells.push(toml::Value::Table(entry));
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(file, toml::to_string(&doc)?)
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    eprintln!("cell {cell} written to {}", file.display());
     Ok(())
 }
 

@@ -17,7 +17,7 @@ mod sweep;
 pub mod synthetic;
 mod tenants;
 mod wait;
-mod worker;
+pub mod worker;
 
 use clap::{Parser, Subcommand};
 

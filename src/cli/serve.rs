@@ -10,7 +10,11 @@ use crate::{
 };
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let settings = args.tenants.settings(args.worker.sizing.prices()?)?;
+    // A wrong cells file stops the process here, before anything is served.
+    let file_cells = args.platform.file_cells(args.tenants.cell_capacity)?;
+    let settings = args
+        .tenants
+        .settings(args.worker.sizing.prices()?, file_cells.as_deref())?;
     let bootstrap_token_hash = args.bootstrap_token_hash()?;
     let pool = super::migrated_pool(&args.database).await?;
     let listener = TcpListener::bind(args.listen)
@@ -39,6 +43,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     // `/v1/tenants/{name}/health` reads AWS with the worker's clients, or with clients of
     // its own when this process runs no worker (and has a region to call).
+    let cell_aws = worker
+        .as_ref()
+        .map(|w| w.cell_aws.clone())
+        .unwrap_or_default();
     let aws = match &worker {
         Some(w) => Some(w.aws.clone()),
         None => {
@@ -46,12 +54,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             config
                 .region()
                 .is_some()
-                .then(|| crate::aws::Aws::with_metrics(&config, metrics.clone()))
+                .then(|| -> anyhow::Result<_> {
+                    let budget =
+                        super::worker::budgeted(&args.worker.budget.settings()?, metrics.clone());
+                    let counter = crate::aws::Aws::metrics_counter(metrics.clone());
+                    Ok(crate::aws::Aws::with_budget(&config, counter, Some(budget)))
+                })
+                .transpose()?
         }
     };
     let mut state = AppState::new(pool, settings, metrics, bootstrap_token_hash, tuning);
     if let Some(aws) = aws {
-        state = state.with_aws(aws);
+        state = state.with_cell_aws(aws, cell_aws);
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = worker.map(|w| {

@@ -12,7 +12,7 @@ use super::{
     output::{self, Format},
 };
 use crate::{
-    config::{DatabaseArgs, PlatformArgs},
+    config::{BudgetArgs, DatabaseArgs, PlatformArgs},
     db,
     metrics::Metrics,
     reconcile::{
@@ -43,59 +43,37 @@ pub struct SweepArgs {
     database: DatabaseArgs,
     #[command(flatten)]
     platform: PlatformArgs,
+    #[command(flatten)]
+    budget: BudgetArgs,
 }
 
 pub async fn run(args: SweepArgs) -> anyhow::Result<()> {
     let pool = super::migrated_pool(&args.database).await?;
-    let (aws, platform) =
-        super::worker::aws_and_platform(&args.platform, &args.cell, Arc::new(Metrics::default()))
-            .await?;
-    let cell = platform
-        .cell(&args.cell)
-        .context("the cell is not configured")?;
-    // The inventory is read before the tenants, so a tenant created meanwhile counts as
-    // live and its new resources are never taken for orphans.
-    let inv = inventory::take(&aws, cell, platform.prefix.as_str())
-        .await
-        .context("cannot list the account's resources")?;
-    let live: HashSet<String> = db::tenants::live_names(&pool).await?.into_iter().collect();
-    let retained: HashSet<String> = db::tenants::retained_data(&pool)
-        .await?
-        .into_iter()
-        .collect();
-    let findings = sweep::classify(inv, &live, &retained);
+    let budget = args.budget.settings()?;
+    let (aws, platform) = super::worker::aws_and_platform(
+        &args.platform,
+        &args.cell,
+        &budget,
+        Arc::new(Metrics::default()),
+    )
+    .await?;
+    let metrics = Arc::new(Metrics::default());
+    let clients = super::worker::cell_clients(&aws, &platform, &budget, metrics).await?;
+    let mut findings = Findings::default();
     let mut report = Report::default();
-    if args.delete {
-        let suffix = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
-        // Deleting one revision deletes its whole family; the rest are then gone too.
-        let mut families_deleted: HashSet<&str> = HashSet::new();
-        for item in &findings.orphans {
-            if item.kind == "task_definition"
-                && families_deleted.contains(sweep::task_family(&item.id))
-            {
-                report.deleted.push(item.clone());
-                continue;
-            }
-            if DATA_KINDS.contains(&item.kind) && !args.include_data {
-                report.kept.push(item.clone());
-                continue;
-            }
-            // The state may have been created again since the inventory: its worker adopts
-            // what carries its names, so nothing of it is removed any more.
-            if db::tenants::is_live(&pool, &item.tenant).await? {
-                report.revived.push(item.clone());
-                continue;
-            }
-            match sweep::delete(&aws, cell, item, &suffix).await {
-                Ok(_) => {
-                    if item.kind == "task_definition" {
-                        families_deleted.insert(sweep::task_family(&item.id));
-                    }
-                    report.deleted.push(item.clone());
-                }
-                Err(e) => report.failed.push((item.clone(), e.to_string())),
-            }
-        }
+    // Every cell of the platform: the one of STATEHOUSE_CELL, or each cell of the file.
+    for cell in &platform.cells {
+        let aws = clients.get(&cell.name).unwrap_or(&aws);
+        sweep_cell(
+            &args,
+            &pool,
+            aws,
+            cell,
+            &platform,
+            &mut findings,
+            &mut report,
+        )
+        .await?;
     }
     print(&args, &findings, &report)?;
     let left = if args.delete {
@@ -112,6 +90,65 @@ pub async fn run(args: SweepArgs) -> anyhow::Result<()> {
     if left > 0 {
         return Err(Exit::new(ORPHANS_FOUND, format!("{left} orphan(s) left in place")).into());
     }
+    Ok(())
+}
+
+/// Inventories one cell and, with `--delete`, removes its orphans; adds to `findings`
+/// and `report`.
+async fn sweep_cell(
+    args: &SweepArgs,
+    pool: &sqlx::PgPool,
+    aws: &crate::aws::Aws,
+    cell: &crate::reconcile::platform::Cell,
+    platform: &crate::reconcile::platform::Platform,
+    findings: &mut Findings,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    // The inventory is read before the tenants, so a tenant created meanwhile counts as
+    // live and its new resources are never taken for orphans.
+    let inv = inventory::take(aws, cell, platform.prefix.as_str())
+        .await
+        .with_context(|| format!("cannot list the resources of cell {}", cell.name))?;
+    let live: HashSet<String> = db::tenants::live_names(pool).await?.into_iter().collect();
+    let retained: HashSet<String> = db::tenants::retained_data(pool)
+        .await?
+        .into_iter()
+        .collect();
+    let found = sweep::classify(inv, &live, &retained);
+    if args.delete {
+        let suffix = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
+        // Deleting one revision deletes its whole family; the rest are then gone too.
+        let mut families_deleted: HashSet<&str> = HashSet::new();
+        for item in &found.orphans {
+            if item.kind == "task_definition"
+                && families_deleted.contains(sweep::task_family(&item.id))
+            {
+                report.deleted.push(item.clone());
+                continue;
+            }
+            if DATA_KINDS.contains(&item.kind) && !args.include_data {
+                report.kept.push(item.clone());
+                continue;
+            }
+            // The state may have been created again since the inventory: its worker adopts
+            // what carries its names, so nothing of it is removed any more.
+            if db::tenants::is_live(pool, &item.tenant).await? {
+                report.revived.push(item.clone());
+                continue;
+            }
+            match sweep::delete(aws, cell, item, &suffix).await {
+                Ok(_) => {
+                    if item.kind == "task_definition" {
+                        families_deleted.insert(sweep::task_family(&item.id));
+                    }
+                    report.deleted.push(item.clone());
+                }
+                Err(e) => report.failed.push((item.clone(), e.to_string())),
+            }
+        }
+    }
+    findings.orphans.extend(found.orphans);
+    findings.retained.extend(found.retained);
     Ok(())
 }
 

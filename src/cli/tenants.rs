@@ -254,6 +254,10 @@ pub struct CreateArgs {
     /// Display name (only when creating one tenant).
     #[arg(long)]
     pub display_name: Option<String>,
+    /// The cell to place the tenants in (e.g. one in a dedicated account); by default the
+    /// first cell with room the state may use.
+    #[arg(long)]
+    pub cell: Option<String>,
     #[command(flatten)]
     spec: SpecFlags,
     #[command(flatten)]
@@ -266,6 +270,9 @@ impl CreateArgs {
         let mut body = json!({ "name": name.as_str(), "spec": self.spec.members(&[]) });
         if let Some(display_name) = &self.display_name {
             body["display_name"] = Value::from(display_name.clone());
+        }
+        if let Some(cell) = &self.cell {
+            body["cell"] = Value::from(cell.clone());
         }
         body
     }

@@ -14,6 +14,15 @@ use sqlx::PgConnection;
 pub struct CellCapacity {
     pub name: String,
     pub capacity: u32,
+    /// Only these states are placed in the cell; empty: any state.
+    pub reserved_for: Vec<crate::domain::state::StateSlug>,
+}
+
+impl CellCapacity {
+    /// Whether `state` may be placed here.
+    pub fn takes(&self, state: crate::domain::state::StateSlug) -> bool {
+        self.reserved_for.is_empty() || self.reserved_for.contains(&state)
+    }
 }
 
 /// The first cell, in configured order, that the committed counts show with room; `None`

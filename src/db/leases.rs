@@ -29,6 +29,8 @@ pub struct Claimed {
     pub requested_at: DateTime<Utc>,
     pub attempts: i32,
     pub failing_since: Option<DateTime<Utc>>,
+    /// The `request_seq` at which the last pass found the tenant whole, if it did.
+    pub whole_at_seq: Option<i64>,
     /// Taken just before the claim was sent: the lease surely lasts until this + its TTL.
     pub claimed_at: std::time::Instant,
 }
@@ -42,6 +44,7 @@ struct ClaimRow {
     requested_at: DateTime<Utc>,
     attempts: i32,
     failing_since: Option<DateTime<Utc>>,
+    whole_at_seq: Option<i64>,
 }
 
 /// Claims up to `limit` due tenants of `cells` whose lease is free or expired. The row locks
@@ -76,7 +79,7 @@ pub async fn claim(
                     jsonb_build_object('lease', lease_token, 'previous_owner', previous_owner, \
                                        'previous_lease', previous_lease, 'previous_expiry', previous_expiry) \
              FROM claimed WHERE previous_owner IS NOT NULL) \
-         SELECT {}, lease_token, request_seq, requested_at, attempts, failing_since \
+         SELECT {}, lease_token, request_seq, requested_at, attempts, failing_since, whole_at_seq \
          FROM claimed",
         super::tenants::COLUMNS
     );
@@ -97,6 +100,7 @@ pub async fn claim(
             requested_at: r.requested_at,
             attempts: r.attempts,
             failing_since: r.failing_since,
+            whole_at_seq: r.whole_at_seq,
             claimed_at,
         })
         .collect())
@@ -223,6 +227,8 @@ pub struct Release<'a> {
     pub next_attempt_in: Option<Duration>,
     pub attempts: i32,
     pub failing_since: Option<DateTime<Utc>>,
+    /// The pass found every resource matching and the deployment complete.
+    pub whole: bool,
 }
 
 /// Ends the lease. `request_seq` is the value seen at claim time: if the API wrote since,
@@ -237,6 +243,7 @@ pub async fn release(
              status = {}, observed_generation = COALESCE($4, observed_generation), \
              endpoint = $5, last_error = $6, attempts = CASE WHEN request_seq <> $10 THEN 0 ELSE $8 END, \
              failing_since = CASE WHEN request_seq <> $10 THEN NULL ELSE $9 END, updated_at = now(), \
+             whole_at_seq = CASE WHEN $11 AND request_seq = $10 THEN $10 END, \
              next_attempt_at = CASE WHEN request_seq <> $10 THEN now() \
                                     WHEN $7::float8 IS NULL THEN 'infinity' \
                                     ELSE now() + make_interval(secs => $7) END \
@@ -254,6 +261,7 @@ pub async fn release(
         .bind(r.attempts)
         .bind(r.failing_since)
         .bind(claimed.request_seq)
+        .bind(r.whole)
         .execute(ex)
         .await?;
     fenced(done.rows_affected())

@@ -8,6 +8,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod leases;
 pub mod priorities;
+pub mod resync;
 pub mod rollouts;
 pub mod rounds;
 pub mod sizing;

@@ -83,6 +83,8 @@ struct Entry {
 /// The AWS clients and each tenant incarnation's latest reading.
 pub struct Reader {
     aws: Aws,
+    /// The clients of cells in other accounts or regions, by cell.
+    cell_aws: HashMap<String, Aws>,
     ttl: Duration,
     entries: Mutex<HashMap<Uuid, Arc<Entry>>>,
 }
@@ -95,9 +97,16 @@ impl Reader {
     pub fn with_ttl(aws: Aws, ttl: Duration) -> Self {
         Self {
             aws,
+            cell_aws: HashMap::new(),
             ttl,
             entries: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Reads the tenants of these cells with their own clients.
+    pub fn with_cells(mut self, cell_aws: HashMap<String, Aws>) -> Self {
+        self.cell_aws = cell_aws;
+        self
     }
 
     /// The tenant's reading: a fresh one, or one made less than the TTL ago.
@@ -117,7 +126,10 @@ impl Reader {
         };
         entry
             .reading
-            .get_or_init(|| async { Arc::new(read(&self.aws, tenant).await) })
+            .get_or_init(|| async {
+                let aws = self.cell_aws.get(&tenant.cell).unwrap_or(&self.aws);
+                Arc::new(read(aws, tenant).await)
+            })
             .await
             .clone()
     }

@@ -39,6 +39,17 @@ pub struct CreateTenant {
     #[schema(schema_with = display_name_schema)]
     display_name: Option<String>,
     spec: Option<SpecInput>,
+    /// The cell to place the tenant in (e.g. a cell in a dedicated account), one of the
+    /// configured cells (the served document lists them); by default the first cell with
+    /// room that the state may use. A cell reserved for some states takes only those, and a
+    /// state a cell is reserved for goes only to such a cell (a 422 on `cell` otherwise).
+    #[schema(
+        example = "ca-dedicated",
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9_-]+$"
+    )]
+    cell: Option<String>,
 }
 
 impl Body for CreateTenant {
@@ -92,7 +103,14 @@ pub(super) async fn create_tenant(
     let spec = TenantSpec::validate(spec, Some(state.settings.spec_limits))
         .map_err(|found| errors.0.extend(found.0))
         .ok();
-    let (Some(name), Some(spec), true) = (name, spec, errors.0.is_empty()) else {
+    let candidates = name.and_then(|name| {
+        placeable(&state.settings.cells, name, body.cell.as_deref())
+            .map_err(|e| errors.push("cell", e))
+            .ok()
+    });
+    let (Some(name), Some(spec), Some(candidates), true) =
+        (name, spec, candidates, errors.0.is_empty())
+    else {
         return Err(errors.into());
     };
     let display_name = body
@@ -116,7 +134,7 @@ pub(super) async fn create_tenant(
         if let Some(existing) = db::tenants::lock_live(&mut tx, name).await? {
             return Err(exists(name, Some(existing.status)));
         }
-        let cells = &state.settings.cells;
+        let cells = &candidates;
         let cell = db::cells::with_room(&mut tx, cells)
             .await?
             .ok_or_else(|| no_capacity(cells))?;
@@ -190,6 +208,60 @@ pub(super) fn replay(response: StoredResponse, request_hash: &[u8]) -> ApiResult
     Ok(answer)
 }
 
+/// The cells `state` may be placed in, in order: the one asked for, else those reserved
+/// for it, else every cell reserved for nobody. `Err` says why the cell asked for is no
+/// place for it.
+fn placeable(
+    cells: &[CellCapacity],
+    state: StateSlug,
+    asked: Option<&str>,
+) -> Result<Vec<CellCapacity>, String> {
+    let reserved: Vec<CellCapacity> = cells
+        .iter()
+        .filter(|c| c.reserved_for.contains(&state))
+        .cloned()
+        .collect();
+    let Some(asked) = asked else {
+        return Ok(if reserved.is_empty() {
+            cells
+                .iter()
+                .filter(|c| c.reserved_for.is_empty())
+                .cloned()
+                .collect()
+        } else {
+            reserved
+        });
+    };
+    let Some(cell) = cells.iter().find(|c| c.name == asked) else {
+        let names: Vec<&str> = cells.iter().map(|c| c.name.as_str()).collect();
+        return Err(format!(
+            "cell `{asked}` is not configured; the cells are {}",
+            names.join(", ")
+        ));
+    };
+    if !cell.takes(state) {
+        return Err(format!(
+            "cell `{asked}` is reserved for {}",
+            cell.reserved_for
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if !reserved.is_empty() && !reserved.iter().any(|c| c.name == asked) {
+        return Err(format!(
+            "{state} has a cell of its own ({}); it cannot be placed in `{asked}`",
+            reserved
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(vec![cell.clone()])
+}
+
 fn no_capacity(cells: &[CellCapacity]) -> ApiError {
     let cells = cells
         .iter()
@@ -197,7 +269,7 @@ fn no_capacity(cells: &[CellCapacity]) -> ApiError {
         .collect::<Vec<_>>()
         .join(", ");
     ApiError::NoCapacity(format!(
-        "every cell is full: {cells}; delete a tenant or add a cell to STATEHOUSE_CELLS"
+        "no cell this state may use has room: {cells}; delete a tenant or add a cell (STATEHOUSE_CELLS or the cells file)"
     ))
 }
 
@@ -215,4 +287,53 @@ fn exists(name: StateSlug, status: Option<TenantStatus>) -> ApiError {
     ApiError::Conflict(format!(
         "tenant {name} already exists{status}; change it with PATCH, or delete it before creating it again"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(name: &str, reserved: &[&str]) -> CellCapacity {
+        CellCapacity {
+            name: name.into(),
+            capacity: 10,
+            reserved_for: reserved
+                .iter()
+                .map(|s| StateSlug::parse(s).unwrap())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_state_goes_to_its_own_cell_or_the_shared_ones_and_a_named_cell_must_take_it() {
+        let cells = [
+            cell("cell-1", &[]),
+            cell("ca-dedicated", &["california"]),
+            cell("cell-2", &[]),
+        ];
+        let names = |r: Result<Vec<CellCapacity>, String>| {
+            r.unwrap().into_iter().map(|c| c.name).collect::<Vec<_>>()
+        };
+        let ca = StateSlug::parse("california").unwrap();
+        let tx = StateSlug::parse("texas").unwrap();
+        assert_eq!(names(placeable(&cells, tx, None)), ["cell-1", "cell-2"]);
+        assert_eq!(names(placeable(&cells, ca, None)), ["ca-dedicated"]);
+        assert_eq!(names(placeable(&cells, tx, Some("cell-2"))), ["cell-2"]);
+        assert_eq!(
+            names(placeable(&cells, ca, Some("ca-dedicated"))),
+            ["ca-dedicated"]
+        );
+        for (state, asked, says) in [
+            (tx, "ca-dedicated", "reserved for california"),
+            (ca, "cell-1", "has a cell of its own (ca-dedicated)"),
+            (
+                tx,
+                "cell-9",
+                "cell `cell-9` is not configured; the cells are cell-1, ca-dedicated, cell-2",
+            ),
+        ] {
+            let err = placeable(&cells, state, Some(asked)).unwrap_err();
+            assert!(err.contains(says), "{err}");
+        }
+    }
 }

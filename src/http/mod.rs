@@ -129,15 +129,32 @@ impl AppState {
     }
 
     /// Lets `/v1/tenants/{name}/health` read AWS with `aws`.
-    pub fn with_aws(mut self, aws: crate::aws::Aws) -> Self {
-        self.live_health = Some(Arc::new(crate::health::live::Reader::new(aws)));
+    pub fn with_aws(self, aws: crate::aws::Aws) -> Self {
+        self.with_cell_aws(aws, Default::default())
+    }
+
+    /// As [`AppState::with_aws`], reading the tenants of the cells in `cell_aws` with
+    /// their own clients (cells in other accounts or regions).
+    pub fn with_cell_aws(
+        mut self,
+        aws: crate::aws::Aws,
+        cell_aws: std::collections::HashMap<String, crate::aws::Aws>,
+    ) -> Self {
+        let reader = crate::health::live::Reader::new(aws).with_cells(cell_aws);
+        self.live_health = Some(Arc::new(reader));
         self
     }
 }
 
 pub fn router(state: AppState) -> Router {
     let (routes, _) = openapi::router().split_for_parts();
-    let api = openapi::document_for(state.settings.spec_limits);
+    let cells: Vec<String> = state
+        .settings
+        .cells
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    let api = openapi::document_for(state.settings.spec_limits, &cells);
     let docs = SwaggerUi::new("/docs")
         .url("/openapi.json", api)
         .config(SwaggerConfig::default().persist_authorization(true));

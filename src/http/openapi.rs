@@ -9,8 +9,9 @@ use utoipa::{
         header::Header,
         path::Operation,
         response::{Response, ResponseBuilder},
-        schema::{ObjectBuilder, Ref, Type},
+        schema::{ObjectBuilder, Ref, Schema, Type},
         security::{Http, HttpAuthScheme, SecurityScheme},
+        RefOr,
     },
     Modify, OpenApi,
 };
@@ -148,15 +149,24 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 
 /// The document for the default configuration, committed as `openapi/openapi.json`.
 pub fn document() -> utoipa::openapi::OpenApi {
-    document_for(SpecLimits::default())
+    document_for(SpecLimits::default(), &[])
 }
 
 /// The document a server configured with `limits` serves at `/openapi.json`: its bounds on
 /// task counts are the configured cap.
-pub fn document_for(limits: SpecLimits) -> utoipa::openapi::OpenApi {
+pub fn document_for(limits: SpecLimits, cells: &[String]) -> utoipa::openapi::OpenApi {
     let mut doc = router().into_openapi();
     SharedAnswers.modify(&mut doc);
     if let Some(components) = doc.components.as_mut() {
+        // A create may name only a configured cell: the served document lists them.
+        if let Some(RefOr::T(Schema::Object(create))) = components.schemas.get_mut("CreateTenant") {
+            if let Some(RefOr::T(Schema::Object(cell))) = create.properties.get_mut("cell") {
+                if !cells.is_empty() {
+                    cell.enum_values = Some(cells.iter().map(|c| serde_json::json!(c)).collect());
+                    cell.examples = vec![serde_json::json!(cells[0])];
+                }
+            }
+        }
         components
             .schemas
             .insert("SpecInput".into(), SpecInput::schema_for(limits).into());

@@ -94,6 +94,34 @@ pub async fn observe(logs: &Client, spec: &LogGroupSpec<'_>) -> Result<Option<Ob
 }
 
 /// `false` when the group existed already.
+/// The retention of every log group whose name starts with `prefix`, page by page.
+pub async fn retention_by_prefix(
+    logs: &Client,
+    prefix: &str,
+) -> Result<HashMap<String, Option<i32>>, AwsError> {
+    let mut found = HashMap::new();
+    let mut token = None;
+    loop {
+        let out = logs
+            .describe_log_groups()
+            .log_group_name_prefix(prefix)
+            .limit(50)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(sdk(LOGS, "DescribeLogGroups"))?;
+        for g in out.log_groups() {
+            if let Some(name) = g.log_group_name() {
+                found.insert(name.to_owned(), g.retention_in_days());
+            }
+        }
+        token = out.next_token().map(str::to_owned);
+        if token.is_none() {
+            return Ok(found);
+        }
+    }
+}
+
 async fn create(logs: &Client, spec: &LogGroupSpec<'_>) -> Result<bool, AwsError> {
     let sent = logs
         .create_log_group()

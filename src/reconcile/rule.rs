@@ -121,6 +121,22 @@ fn host_condition(host: &str) -> RuleCondition {
 
 /// Creates the rule if `existing` is `None`, else repairs its priority, target and tags.
 /// Returns the rule's ARN.
+const RULE_PRIORITY: &str = "the listener rule has another priority";
+const RULE_TARGET: &str = "the listener rule forwards elsewhere";
+
+/// How the tenant's rule differs from its spec (its tags aside): what `ensure` repairs, and
+/// what a resync reads off the listener's rules.
+pub fn drift(rule: &ListedRule, spec: &RuleSpec<'_>) -> Vec<&'static str> {
+    let mut found = Vec::new();
+    if rule.priority != Some(spec.priority) {
+        found.push(RULE_PRIORITY);
+    }
+    if rule.forwards_to != [spec.target_group_arn] {
+        found.push(RULE_TARGET);
+    }
+    found
+}
+
 pub async fn ensure(
     elb: &Client,
     spec: &RuleSpec<'_>,
@@ -161,7 +177,8 @@ pub async fn ensure(
         return Ok((arn, vec!["CreateRule"]));
     };
     let mut changes = Changes::new();
-    if rule.priority != Some(spec.priority) {
+    let found = drift(rule, spec);
+    if found.contains(&RULE_PRIORITY) {
         elb.set_rule_priorities()
             .rule_priorities(
                 RulePriorityPair::builder()
@@ -174,7 +191,7 @@ pub async fn ensure(
             .map_err(sdk(ELB, "SetRulePriorities"))?;
         changes.push("SetRulePriorities");
     }
-    if rule.forwards_to != [spec.target_group_arn] {
+    if found.contains(&RULE_TARGET) {
         elb.modify_rule()
             .rule_arn(&rule.arn)
             .conditions(host_condition(spec.host))

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use aws_sdk_applicationautoscaling::{
     types::{
-        MetricType, PolicyType, PredefinedMetricSpecification, ScalableDimension, ServiceNamespace,
-        TargetTrackingScalingPolicyConfiguration,
+        MetricType, PolicyType, PredefinedMetricSpecification, ScalableDimension, ScalingPolicy,
+        ServiceNamespace, TargetTrackingScalingPolicyConfiguration,
     },
     Client,
 };
@@ -61,7 +61,7 @@ async fn policies(
     scaling: &Client,
     resource_id: &str,
     policy_name: &str,
-) -> Result<Vec<aws_sdk_applicationautoscaling::types::ScalingPolicy>, AwsError> {
+) -> Result<Vec<ScalingPolicy>, AwsError> {
     let out = scaling
         .describe_scaling_policies()
         .service_namespace(ServiceNamespace::Ecs)
@@ -76,17 +76,90 @@ async fn policies(
 
 async fn policy_ok(scaling: &Client, spec: &ScalingSpec<'_>) -> Result<bool, AwsError> {
     let found = policies(scaling, spec.resource_id, spec.policy_name).await?;
-    Ok(found.iter().any(|p| {
-        p.policy_type() == &PolicyType::TargetTrackingScaling
-            && p.target_tracking_scaling_policy_configuration()
-                .is_some_and(|c| {
-                    c.target_value() == TARGET_CPU
-                        && c.predefined_metric_specification().is_some_and(|m| {
-                            m.predefined_metric_type()
-                                == &MetricType::EcsServiceAverageCpuUtilization
-                        })
-                })
-    }))
+    Ok(found.iter().any(policy_matches))
+}
+
+/// Whether a policy is the target tracking on average CPU every tenant's service has.
+pub fn policy_matches(p: &ScalingPolicy) -> bool {
+    p.policy_type() == &PolicyType::TargetTrackingScaling
+        && p.target_tracking_scaling_policy_configuration()
+            .is_some_and(|c| {
+                c.target_value() == TARGET_CPU
+                    && c.predefined_metric_specification().is_some_and(|m| {
+                        m.predefined_metric_type() == &MetricType::EcsServiceAverageCpuUtilization
+                    })
+            })
+}
+
+/// DescribeScalableTargets and DescribeScalingPolicies take at most this many ids or names.
+const PER_CALL: usize = 50;
+
+/// The (min, max) of every ECS service among `resource_ids` that has a scalable target,
+/// fifty ids per call.
+pub async fn targets_of(
+    scaling: &Client,
+    resource_ids: &[String],
+) -> Result<HashMap<String, (i32, i32)>, AwsError> {
+    let mut found = HashMap::new();
+    for batch in resource_ids.chunks(PER_CALL) {
+        let mut token = None;
+        loop {
+            let out = scaling
+                .describe_scalable_targets()
+                .service_namespace(ServiceNamespace::Ecs)
+                .set_resource_ids(Some(batch.to_vec()))
+                .scalable_dimension(dimension())
+                .max_results(PER_CALL as i32)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(sdk(SCALING, "DescribeScalableTargets"))?;
+            for t in out.scalable_targets() {
+                found.insert(
+                    t.resource_id().to_owned(),
+                    (t.min_capacity(), t.max_capacity()),
+                );
+            }
+            token = out.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The ECS scaling policies named in `names`, by resource id, fifty names per call.
+pub async fn policies_named(
+    scaling: &Client,
+    names: &[String],
+) -> Result<HashMap<String, Vec<ScalingPolicy>>, AwsError> {
+    let mut found: HashMap<String, Vec<ScalingPolicy>> = HashMap::new();
+    for batch in names.chunks(PER_CALL) {
+        let mut token = None;
+        loop {
+            let out = scaling
+                .describe_scaling_policies()
+                .service_namespace(ServiceNamespace::Ecs)
+                .set_policy_names(Some(batch.to_vec()))
+                .max_results(PER_CALL as i32)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(sdk(SCALING, "DescribeScalingPolicies"))?;
+            for p in out.scaling_policies() {
+                found
+                    .entry(p.resource_id().to_owned())
+                    .or_default()
+                    .push(p.clone());
+            }
+            token = out.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+    }
+    Ok(found)
 }
 
 async fn register(scaling: &Client, spec: &ScalingSpec<'_>) -> Result<(), AwsError> {

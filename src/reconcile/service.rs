@@ -140,6 +140,43 @@ fn deployment_ok(svc: &Service, spec: &ServiceSpec<'_>) -> bool {
     breaker && alarms
 }
 
+/// How an ACTIVE service differs from its spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drift {
+    /// It runs another task definition than the one settled on.
+    TaskDefinition,
+    /// Its desired count lies outside `[min, max]`.
+    Count,
+    /// Its network, load balancer or deployment settings differ.
+    Settings,
+}
+
+impl Drift {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::TaskDefinition => "the service runs another task definition",
+            Self::Count => "the service's desired count is outside [min_count, max_count]",
+            Self::Settings => "the service's network, load balancer or deployment settings differ",
+        }
+    }
+}
+
+/// Everything in which `svc` differs from `spec`; empty when it matches. What `ensure`
+/// repairs, and what a resync reads off a batched DescribeServices.
+pub fn drift(svc: &Service, spec: &ServiceSpec<'_>) -> Vec<Drift> {
+    let mut found = Vec::new();
+    if svc.task_definition() != Some(spec.task_definition_arn) {
+        found.push(Drift::TaskDefinition);
+    }
+    if !(spec.min_count..=spec.max_count).contains(&svc.desired_count()) {
+        found.push(Drift::Count);
+    }
+    if !(network_ok(svc, spec) && load_balancer_ok(svc, spec) && deployment_ok(svc, spec)) {
+        found.push(Drift::Settings);
+    }
+    found
+}
+
 /// Creates the service, or brings an existing one to the spec. The desired count is only
 /// touched when it lies outside `[min, max]`: inside, autoscaling owns it.
 pub async fn ensure(
@@ -158,14 +195,13 @@ pub async fn ensure(
     if svc.status() == Some("DRAINING") {
         return Err(draining(spec.name));
     }
-    let task_ok = svc.task_definition() == Some(spec.task_definition_arn);
-    let count = svc.desired_count();
-    let count_ok = (spec.min_count..=spec.max_count).contains(&count);
-    let settings_ok =
-        network_ok(&svc, spec) && load_balancer_ok(&svc, spec) && deployment_ok(&svc, spec);
-    if task_ok && count_ok && settings_ok {
+    let found = drift(&svc, spec);
+    if found.is_empty() {
         return Ok(Changes::new());
     }
+    let count = svc.desired_count();
+    let count_ok = !found.contains(&Drift::Count);
+    let settings_ok = !found.contains(&Drift::Settings);
     let mut update = ecs
         .update_service()
         .cluster(spec.cluster)

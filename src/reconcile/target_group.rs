@@ -2,6 +2,8 @@
 //! (nginx), health-checked through nginx, with a short deregistration delay so deploys and
 //! deletes do not wait the default five minutes.
 
+use std::collections::HashMap;
+
 use aws_sdk_elasticloadbalancingv2::{
     types::{ProtocolEnum, Tag, TargetGroup, TargetGroupAttribute, TargetTypeEnum},
     Client,
@@ -54,11 +56,72 @@ pub(super) async fn tagged(elb: &Client, arn: &str, tenant: StateSlug) -> Result
         .tag_descriptions()
         .iter()
         .flat_map(|d| d.tags())
+        .cloned()
         .collect::<Vec<_>>();
-    Ok(tenant_tags(tenant).iter().all(|(k, v)| {
+    Ok(has_tenant_tags(&have, tenant))
+}
+
+/// Whether `have` holds the tenant's tags.
+pub fn has_tenant_tags(have: &[Tag], tenant: StateSlug) -> bool {
+    tenant_tags(tenant).iter().all(|(k, v)| {
         have.iter()
             .any(|t| t.key() == Some(*k) && t.value() == Some(v.as_str()))
-    }))
+    })
+}
+
+/// DescribeTags takes at most this many resources per call.
+const TAGS_PER_CALL: usize = 20;
+
+/// The tags of every resource in `arns`, twenty per DescribeTags.
+pub async fn tags_of(elb: &Client, arns: &[String]) -> Result<HashMap<String, Vec<Tag>>, AwsError> {
+    let mut found = HashMap::new();
+    for batch in arns.chunks(TAGS_PER_CALL) {
+        let out = elb
+            .describe_tags()
+            .set_resource_arns(Some(batch.to_vec()))
+            .send()
+            .await
+            .map_err(sdk(ELB, "DescribeTags"))?;
+        for d in out.tag_descriptions() {
+            if let Some(arn) = d.resource_arn() {
+                found.insert(arn.to_owned(), d.tags().to_vec());
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Every target group the load balancer routes to, page by page.
+pub async fn of_load_balancer(elb: &Client, lb_arn: &str) -> Result<Vec<TargetGroup>, AwsError> {
+    let mut groups = Vec::new();
+    let mut marker = None;
+    loop {
+        let out = elb
+            .describe_target_groups()
+            .load_balancer_arn(lb_arn)
+            .set_marker(marker)
+            .page_size(400)
+            .send()
+            .await
+            .map_err(sdk(ELB, "DescribeTargetGroups"))?;
+        groups.extend(out.target_groups().iter().cloned());
+        marker = out.next_marker().map(str::to_owned);
+        if marker.is_none() {
+            return Ok(groups);
+        }
+    }
+}
+
+/// How an existing target group differs from its spec, if it does: what `ensure` repairs
+/// (or refuses), and what a resync reads off the load balancer's target groups.
+pub fn drift(tg: &TargetGroup, spec: &TargetGroupSpec<'_>) -> Option<&'static str> {
+    if !immutable_ok(tg, spec) {
+        Some("the target group has another protocol, port, target type or VPC")
+    } else if !health_ok(tg) {
+        Some("the target group's health check differs")
+    } else {
+        None
+    }
 }
 
 fn health_ok(tg: &TargetGroup) -> bool {
@@ -187,19 +250,7 @@ pub async fn ensure(
             .map_err(sdk(ELB, "ModifyTargetGroup"))?;
         changes.push("ModifyTargetGroup");
     }
-    let attributes = elb
-        .describe_target_group_attributes()
-        .target_group_arn(&arn)
-        .send()
-        .await
-        .map_err(sdk(ELB, "DescribeTargetGroupAttributes"))?;
-    let delay_ok = attributes.attributes().iter().any(|a| {
-        a.key() == Some(DEREGISTRATION_DELAY) && a.value() == Some(DEREGISTRATION_SECONDS)
-    });
-    if !delay_ok {
-        set_delay(elb, &arn).await?;
-        changes.push("ModifyTargetGroupAttributes");
-    }
+    changes.extend(ensure_attributes(elb, &arn).await?);
     if !tagged(elb, &arn, spec.tenant).await? {
         elb.add_tags()
             .resource_arns(&arn)
@@ -210,6 +261,25 @@ pub async fn ensure(
         changes.push("AddTags");
     }
     Ok((arn, changes))
+}
+
+/// Restores the deregistration delay if it differs: the target group's deep check, which
+/// no batched call can read.
+pub async fn ensure_attributes(elb: &Client, arn: &str) -> Result<Changes, AwsError> {
+    let attributes = elb
+        .describe_target_group_attributes()
+        .target_group_arn(arn)
+        .send()
+        .await
+        .map_err(sdk(ELB, "DescribeTargetGroupAttributes"))?;
+    let delay_ok = attributes.attributes().iter().any(|a| {
+        a.key() == Some(DEREGISTRATION_DELAY) && a.value() == Some(DEREGISTRATION_SECONDS)
+    });
+    if delay_ok {
+        return Ok(Changes::new());
+    }
+    set_delay(elb, arn).await?;
+    Ok(vec!["ModifyTargetGroupAttributes"])
 }
 
 /// Fails (transiently) while a listener rule still uses it; the rule goes first.

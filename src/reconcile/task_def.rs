@@ -138,7 +138,7 @@ fn tags(d: &TaskDefSpec<'_>, digest: &str) -> Vec<Tag> {
 
 /// The ARN and digest tag of `task_definition` (a family, meaning its latest revision, or
 /// one revision's ARN) if it is ACTIVE.
-async fn active(
+pub async fn active(
     ecs: &Client,
     task_definition: &str,
 ) -> Result<Option<(String, Option<String>)>, AwsError> {

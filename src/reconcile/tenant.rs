@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::{
     alarms, bucket, log_group,
     names::TenantNames,
+    plan::Plan,
     platform::{Cell, Platform},
     progress::Progress,
     role, rule, scaling,
@@ -99,31 +100,62 @@ impl Pass<'_> {
         }
     }
 
-    pub async fn apply(&self, spec: &TenantSpec) -> Result<Applied, PassError> {
+    fn plan<'s>(&'s self, spec: &'s TenantSpec) -> Result<Plan<'s>, PassError> {
         let slug = self.slug()?;
         let cell = self.cell()?;
-        let n = self.platform.names(slug);
+        Ok(Plan::new(
+            self.platform,
+            cell,
+            spec,
+            slug,
+            self.progress.tenant().id,
+        ))
+    }
+
+    pub async fn apply(&self, spec: &TenantSpec) -> Result<Applied, PassError> {
+        let plan = self.plan(spec)?;
+        let p = &plan;
         // Boxed: each branch holds several SDK futures, too large to nest on the stack.
         let (bucket, table, compute, routing) = tokio::join!(
-            Box::pin(self.bucket(&n)),
-            Box::pin(self.table(&n)),
-            Box::pin(self.task_definition(&n, spec)),
-            Box::pin(self.routing(&n, cell)),
+            Box::pin(self.bucket(p)),
+            Box::pin(self.table(p)),
+            Box::pin(self.task_definition(p)),
+            Box::pin(self.routing(p)),
         );
         bucket?;
         table?;
         let task_def_arn = compute?;
         let target_group_arn = routing?;
-        Box::pin(self.alarms(&n, cell, &target_group_arn)).await?;
-        Box::pin(self.service(&n, cell, spec, &task_def_arn, &target_group_arn)).await?;
-        Box::pin(self.scaling(&n, cell, spec)).await?;
-        Box::pin(self.rollout(&n, cell, &task_def_arn)).await
+        Box::pin(self.alarms(p, &target_group_arn)).await?;
+        Box::pin(self.service(p, &task_def_arn, &target_group_arn)).await?;
+        Box::pin(self.scaling(p)).await?;
+        Box::pin(self.rollout(p, &task_def_arn)).await
     }
 
-    async fn bucket(&self, n: &TenantNames) -> Result<(), PassError> {
+    /// The deep check of a tenant found whole: the settings no batched call reads (the
+    /// bucket's, the table's, the role's policies, the target group's attributes), each
+    /// repaired on the spot as in [`Pass::apply`]. The rest is compared every resync, from
+    /// batched calls, by `worker::resync`.
+    pub async fn deep_check(&self, spec: &TenantSpec) -> Result<(), PassError> {
+        let plan = self.plan(spec)?;
+        let p = &plan;
+        let (bucket, table, role, attributes) = tokio::join!(
+            Box::pin(self.bucket(p)),
+            Box::pin(self.table(p)),
+            Box::pin(self.role(p)),
+            Box::pin(self.target_group_attributes(p)),
+        );
+        bucket?;
+        table?;
+        role?;
+        attributes
+    }
+
+    async fn bucket(&self, p: &Plan<'_>) -> Result<(), PassError> {
+        let n = &p.n;
         let spec = bucket::BucketSpec {
             name: &n.bucket,
-            region: &self.platform.region,
+            region: &p.cell.region,
             tenant: n.slug,
         };
         let known = self.progress.knows("bucket").await;
@@ -135,16 +167,16 @@ impl Pass<'_> {
                     .await
                     .map(|c| ((), c))
             },
-            |_| json!({ "name": n.bucket, "arn": bucket::arn(&n.bucket) }),
+            |_| json!({ "name": n.bucket, "arn": p.bucket_arn }),
         )
         .await
     }
 
-    async fn table(&self, n: &TenantNames) -> Result<(), PassError> {
-        let arn = self.platform.table_arn(&n.table);
+    async fn table(&self, p: &Plan<'_>) -> Result<(), PassError> {
+        let n = &p.n;
         let spec = table::TableSpec {
             name: &n.table,
-            arn: &arn,
+            arn: &p.table_arn,
             tenant: n.slug,
         };
         let known = self.progress.knows("table").await;
@@ -156,36 +188,18 @@ impl Pass<'_> {
                     .await
                     .map(|c| ((), c))
             },
-            |_| json!({ "name": n.table, "arn": arn }),
+            |_| json!({ "name": n.table, "arn": p.table_arn }),
         )
         .await
     }
 
     /// The role and the log group (concurrently), then the task definition that uses both.
-    async fn task_definition(
-        &self,
-        n: &TenantNames,
-        spec: &TenantSpec,
-    ) -> Result<String, PassError> {
-        let p = self.platform;
-        let role_arn = p.role_arn(&n.task_role);
-        let (role, logs) = tokio::join!(
-            Box::pin(self.role(n, &role_arn)),
-            Box::pin(self.log_group(n))
-        );
+    async fn task_definition(&self, p: &Plan<'_>) -> Result<String, PassError> {
+        let (role, logs) = tokio::join!(Box::pin(self.role(p)), Box::pin(self.log_group(p)));
         role?;
         logs?;
-        let d = task_def::TaskDefSpec {
-            family: &n.task_family,
-            spec,
-            tenant: n.slug,
-            region: &p.region,
-            bucket: &n.bucket,
-            table: &n.table,
-            log_group: &n.log_group,
-            task_role_arn: &role_arn,
-            execution_role_arn: &p.execution_role_arn,
-        };
+        let d = p.task_def();
+        let family = &p.n.task_family;
         let recorded = self
             .progress
             .resource("task_definition")
@@ -193,26 +207,16 @@ impl Pass<'_> {
             .and_then(|r| r["arn"].as_str().map(str::to_owned));
         self.step(
             "task_definition",
-            &n.task_family,
+            family,
             task_def::ensure(&self.aws.ecs, &d, recorded.as_deref()),
-            |arn| json!({ "family": n.task_family, "arn": arn }),
+            |arn| json!({ "family": family, "arn": arn }),
         )
         .await
     }
 
-    async fn role(&self, n: &TenantNames, role_arn: &str) -> Result<(), PassError> {
-        let p = self.platform;
-        let bucket_arn = bucket::arn(&n.bucket);
-        let table_arn = p.table_arn(&n.table);
-        let spec = role::RoleSpec {
-            name: &n.task_role,
-            policy_name: &n.role_policy,
-            account: &p.account,
-            region: &p.region,
-            bucket_arn: &bucket_arn,
-            table_arn: &table_arn,
-            tenant: n.slug,
-        };
+    async fn role(&self, p: &Plan<'_>) -> Result<(), PassError> {
+        let n = &p.n;
+        let spec = p.role();
         let known = self.progress.knows("task_role").await;
         self.step(
             "task_role",
@@ -222,36 +226,58 @@ impl Pass<'_> {
                     .await
                     .map(|c| ((), c))
             },
-            |_| json!({ "name": n.task_role, "arn": role_arn, "policy": n.role_policy }),
+            |_| json!({ "name": n.task_role, "arn": p.role_arn, "policy": n.role_policy }),
         )
         .await
     }
 
-    async fn log_group(&self, n: &TenantNames) -> Result<(), PassError> {
-        let p = self.platform;
-        let spec = log_group::LogGroupSpec {
-            name: &n.log_group,
-            retention_days: p.log_retention_days,
-            tenant: n.slug,
-        };
+    async fn log_group(&self, p: &Plan<'_>) -> Result<(), PassError> {
+        let n = &p.n;
+        let pl = p.cell;
+        let spec = p.log_group();
         let known = self.progress.knows("log_group").await;
         self.step(
             "log_group",
             &n.log_group,
             async { log_group::ensure(&self.aws.logs, &spec, known).await.map(|c| ((), c)) },
-            |_| json!({ "name": n.log_group, "arn": log_group::arn(&p.region, &p.account, &n.log_group) }),
+            |_| json!({ "name": n.log_group, "arn": log_group::arn(&pl.region, &pl.account, &n.log_group) }),
+        )
+        .await
+    }
+
+    /// The target group's attributes, for the deep check; the group itself is compared
+    /// every resync.
+    async fn target_group_attributes(&self, p: &Plan<'_>) -> Result<(), PassError> {
+        let name = &p.n.target_group;
+        let Some(arn) = self
+            .progress
+            .resource("target_group")
+            .await
+            .and_then(|r| r["arn"].as_str().map(str::to_owned))
+        else {
+            return Err(PassError::InvalidSpec(format!(
+                "target group {name} is not recorded; a full pass makes it"
+            )));
+        };
+        self.step(
+            "target_group",
+            name,
+            async {
+                target_group::ensure_attributes(&self.aws.elb, &arn)
+                    .await
+                    .map(|c| ((), c))
+            },
+            |_| json!({ "name": name, "arn": arn }),
         )
         .await
     }
 
     /// The target group, then the listener rule that forwards to it (ECS refuses a target
     /// group no rule uses yet). Returns the target group's ARN.
-    async fn routing(&self, n: &TenantNames, cell: &Cell) -> Result<String, PassError> {
-        let spec = target_group::TargetGroupSpec {
-            name: &n.target_group,
-            vpc_id: &cell.vpc_id,
-            tenant: n.slug,
-        };
+    async fn routing(&self, p: &Plan<'_>) -> Result<String, PassError> {
+        let n = &p.n;
+        let cell = p.cell;
+        let spec = p.target_group();
         let known = self.progress.knows("target_group").await;
         let tg_arn = self
             .step(
@@ -261,7 +287,6 @@ impl Pass<'_> {
                 |arn| json!({ "name": n.target_group, "arn": arn }),
             )
             .await?;
-        let host = self.platform.host(n.slug);
         let rules = match rule::list(&self.aws.elb, &cell.listener_arn).await {
             Ok(r) => r,
             Err(err) => {
@@ -272,7 +297,7 @@ impl Pass<'_> {
                 });
             }
         };
-        let existing = rule::find(&rules, &host);
+        let existing = rule::find(&rules, &p.host);
         let in_use = rules
             .iter()
             .filter(|r| Some(*r) != existing)
@@ -287,16 +312,11 @@ impl Pass<'_> {
             &in_use,
         )
         .await?;
-        let spec = rule::RuleSpec {
-            listener_arn: &cell.listener_arn,
-            host: &host,
-            target_group_arn: &tg_arn,
-            priority,
-            tenant: n.slug,
-        };
+        let spec = p.rule(&tg_arn, priority);
+        let host = &p.host;
         self.step(
             "listener_rule",
-            &host,
+            host,
             rule::ensure(&self.aws.elb, &spec, existing),
             |arn| json!({ "arn": arn, "host": host, "priority": priority, "listener_arn": cell.listener_arn }),
         )
@@ -306,22 +326,9 @@ impl Pass<'_> {
 
     /// The alarms on the target group and the service; before the service, whose
     /// deployments watch two of them.
-    async fn alarms(
-        &self,
-        n: &TenantNames,
-        cell: &Cell,
-        target_group_arn: &str,
-    ) -> Result<(), PassError> {
-        let load_balancer = alarms::load_balancer_dimension(&cell.listener_arn);
-        let subject = alarms::Subject {
-            name_prefix: &n.alarm_prefix,
-            target_group: alarms::target_group_dimension(target_group_arn),
-            load_balancer: &load_balancer,
-            cluster: &cell.cluster,
-            service: &n.service,
-            tenant: n.slug,
-        };
-        let wanted = alarms::wanted(&subject, &self.platform.alarms);
+    async fn alarms(&self, p: &Plan<'_>, target_group_arn: &str) -> Result<(), PassError> {
+        let n = &p.n;
+        let wanted = p.alarms(target_group_arn);
         let names = n.alarms();
         self.step(
             "alarms",
@@ -338,33 +345,15 @@ impl Pass<'_> {
 
     async fn service(
         &self,
-        n: &TenantNames,
-        cell: &Cell,
-        spec: &TenantSpec,
+        p: &Plan<'_>,
         task_def_arn: &str,
         target_group_arn: &str,
     ) -> Result<(), PassError> {
-        let token = client_token(self.progress.tenant().id);
-        let deployment_alarms: Vec<String> = alarms::DEPLOYMENT_KINDS
-            .iter()
-            .map(|kind| format!("{}{kind}", n.alarm_prefix))
-            .collect();
-        let s = service::ServiceSpec {
-            cluster: &cell.cluster,
-            name: &n.service,
-            task_definition_arn: task_def_arn,
-            target_group_arn,
-            subnets: &cell.subnets,
-            security_groups: &cell.security_groups,
-            desired_count: count(spec.counts.desired()),
-            min_count: count(spec.counts.min()),
-            max_count: count(spec.counts.max()),
-            alarm_names: &deployment_alarms,
-            tenant: n.slug,
-            client_token: &token,
-        };
+        let n = &p.n;
+        let s = p.service(task_def_arn, target_group_arn);
         let known = self.progress.knows("service").await;
-        let p = self.platform;
+        let pl = p.cell;
+        let cluster = &p.cell.cluster;
         self.step(
             "service",
             &n.service,
@@ -372,49 +361,34 @@ impl Pass<'_> {
             |_| {
                 json!({
                     "name": n.service,
-                    "cluster": cell.cluster,
-                    "arn": format!("arn:aws:ecs:{}:{}:service/{}/{}", p.region, p.account, cell.cluster, n.service),
+                    "cluster": cluster,
+                    "arn": format!("arn:aws:ecs:{}:{}:service/{}/{}", pl.region, pl.account, cluster, n.service),
                 })
             },
         )
         .await
     }
 
-    async fn scaling(
-        &self,
-        n: &TenantNames,
-        cell: &Cell,
-        spec: &TenantSpec,
-    ) -> Result<(), PassError> {
-        let resource_id = scaling::resource_id(&cell.cluster, &n.service);
-        let s = scaling::ScalingSpec {
-            resource_id: &resource_id,
-            policy_name: &n.scaling_policy,
-            min: count(spec.counts.min()),
-            max: count(spec.counts.max()),
-            tenant: n.slug,
-        };
+    async fn scaling(&self, p: &Plan<'_>) -> Result<(), PassError> {
+        let s = p.scaling();
         let known = self.progress.knows("autoscaling").await;
+        let (resource_id, policy) = (&p.resource_id, &p.n.scaling_policy);
         self.step(
             "autoscaling",
-            &resource_id,
+            resource_id,
             async {
                 scaling::ensure(&self.aws.autoscaling, &s, known)
                     .await
                     .map(|c| ((), c))
             },
-            |_| json!({ "resource_id": resource_id, "policy": n.scaling_policy }),
+            |_| json!({ "resource_id": resource_id, "policy": policy }),
         )
         .await
     }
 
     /// Watches the deployment of `task_def_arn` for up to `rollout_watch`.
-    async fn rollout(
-        &self,
-        n: &TenantNames,
-        cell: &Cell,
-        task_def_arn: &str,
-    ) -> Result<Applied, PassError> {
+    async fn rollout(&self, p: &Plan<'_>, task_def_arn: &str) -> Result<Applied, PassError> {
+        let (n, cell) = (&p.n, p.cell);
         let deadline = tokio::time::Instant::now() + self.rollout_watch;
         loop {
             let svc = match service::describe(&self.aws.ecs, &cell.cluster, &n.service).await {
@@ -474,16 +448,6 @@ impl Pass<'_> {
     }
 }
 
-/// ECS takes client tokens of at most 36 characters; the tenant id's 32 hex digits are
-/// unique per incarnation, so a re-created state gets a service of its own.
-fn client_token(tenant: uuid::Uuid) -> String {
-    tenant.simple().to_string()
-}
-
-fn count(n: u32) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
-}
-
 /// What a deletion keeps, by data policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Data {
@@ -497,7 +461,7 @@ impl Pass<'_> {
     pub async fn delete(&self, data: Data) -> Result<(), PassError> {
         let slug = self.slug()?;
         let cell = self.cell()?;
-        let n = self.platform.names(slug);
+        let n = cell.names(&self.platform.prefix, slug);
         let aws = self.aws;
         let resource_id = scaling::resource_id(&cell.cluster, &n.service);
         let host = self.platform.host(slug);
@@ -663,14 +627,5 @@ fn reason_for(status: TenantStatus) -> &'static str {
         TenantStatus::Updating => "Updating",
         TenantStatus::Deleting => "Deleting",
         _ => "Reconciling",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_service_client_token_fits_what_ecs_accepts() {
-        let token = super::client_token(uuid::Uuid::now_v7());
-        assert!(token.len() <= 36 && token.chars().all(|c| c.is_ascii_hexdigit()));
     }
 }

@@ -47,7 +47,7 @@ pub(super) async fn run(worker: Arc<Worker>) {
                 Ok(true) => {
                     let report = observe_cell(
                         &worker.pool,
-                        &worker.aws,
+                        worker.aws_for(cell),
                         &worker.platform,
                         cell,
                         &worker.metrics,
@@ -118,7 +118,7 @@ pub async fn observe_cell(
             }
         }
     }
-    let scope = Arc::new(CallScope::default());
+    let scope = Arc::new(CallScope::background());
     let prefix = format!("{}-", platform.prefix.as_str());
     let results = CallScope::run(scope.clone(), observe::round(aws, &subjects, &prefix)).await;
     report.aws_calls = scope.calls();

@@ -4,6 +4,7 @@
 
 pub mod health;
 mod pass;
+pub mod resync;
 pub mod rollouts;
 pub mod sizing;
 
@@ -23,8 +24,12 @@ use crate::{
 pub struct WorkerSettings {
     /// Tenants reconciled at once by this process.
     pub concurrency: usize,
-    /// Every tenant is revisited this often, to repair drift.
+    /// Every cell's whole tenants are compared with AWS this often, in batched calls, and
+    /// the drifted ones repaired.
     pub resync_interval: Duration,
+    /// Every whole tenant's deep check (the settings no batched call reads) runs this
+    /// often, spread over the interval.
+    pub deep_resync_interval: Duration,
     pub lease_ttl: Duration,
     /// How long transient errors may go on before the tenant shows `failed`.
     pub retry_budget: Duration,
@@ -43,7 +48,11 @@ pub struct WorkerSettings {
 pub struct Worker {
     pub id: String,
     pub pool: PgPool,
+    /// Clients with the process's own credentials, in its own region.
     pub aws: Aws,
+    /// Clients of the cells in another account or region, by cell (credentials from
+    /// AssumeRole, refreshed by the SDK before they expire); every other cell uses `aws`.
+    pub cell_aws: std::collections::HashMap<String, Aws>,
     pub platform: Arc<Platform>,
     pub settings: WorkerSettings,
     pub metrics: Arc<Metrics>,
@@ -57,6 +66,8 @@ pub struct PassReport {
     pub tenant: String,
     /// `ready`, `deploying`, `deleted`, `retrying`, `failed` or `lost`.
     pub outcome: &'static str,
+    /// The pass was a deep check of a whole tenant, not a full pass.
+    pub deep_check: bool,
     pub aws_calls: u64,
     pub mutating_calls: u64,
     /// From the API write that made the tenant due to this pass's first AWS call.
@@ -70,6 +81,11 @@ pub type Observer = Arc<dyn Fn(&PassReport) + Send + Sync>;
 const MAX_IDLE: Duration = Duration::from_secs(5);
 
 impl Worker {
+    /// The clients that reach `cell`.
+    pub fn aws_for(&self, cell: &str) -> &Aws {
+        self.cell_aws.get(cell).unwrap_or(&self.aws)
+    }
+
     pub fn new_id() -> String {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
         format!(
@@ -88,7 +104,11 @@ impl Worker {
         let housekeeping = tokio::spawn(housekeeping(this.pool.clone()));
         let health = tokio::spawn(health::run(this.clone()));
         let rollouts = tokio::spawn(rollouts::run(this.clone()));
-        let sizing = tokio::spawn(sizing::run(this.clone()));
+        let sizing = tokio::spawn(crate::aws::CallScope::run(
+            Arc::new(crate::aws::CallScope::background()),
+            sizing::run(this.clone()),
+        ));
+        let resync = tokio::spawn(resync::run(this.clone()));
         tracing::info!(worker = %this.id, concurrency = this.settings.concurrency, "worker started");
         let mut passes = JoinSet::new();
         // Only the cells this worker has settings for; other cells' workers take the rest.
@@ -133,6 +153,7 @@ impl Worker {
         health.abort();
         rollouts.abort();
         sizing.abort();
+        resync.abort();
         tracing::info!(worker = %this.id, in_flight = passes.len(), "worker stopping; finishing passes under way");
         while passes.join_next().await.is_some() {}
         Ok(())

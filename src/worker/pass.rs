@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde_json::json;
 
@@ -35,7 +35,13 @@ enum Outcome {
 pub(super) async fn run(worker: Arc<Worker>, claimed: Claimed, poke: Arc<tokio::sync::Notify>) {
     let started = std::time::Instant::now();
     let started_at = Utc::now();
-    let scope = Arc::new(CallScope::default());
+    // A deep check is background work; a full pass answers an API change or a drift.
+    let deep = is_deep_check(&claimed);
+    let scope = Arc::new(if deep {
+        CallScope::background()
+    } else {
+        CallScope::default()
+    });
     scope.hold_lease_until(claimed.claimed_at + worker.settings.lease_ttl);
     let heartbeat = heartbeat(worker.clone(), &claimed, &scope, &poke);
     let progress = Progress::new(
@@ -50,6 +56,13 @@ pub(super) async fn run(worker: Arc<Worker>, claimed: Claimed, poke: Arc<tokio::
         lost = heartbeat => Outcome::Failed(PassError::Lease(lost)),
     };
     let label = finish(&worker, &claimed, &progress, outcome).await;
+    if deep {
+        worker.metrics.deep_check(match label {
+            "ready" if scope.mutating() > 0 => "repaired",
+            "ready" => "whole",
+            _ => "failed",
+        });
+    }
     worker.metrics.reconciled(label, started.elapsed());
     if let Some(observer) = &worker.observer {
         let first_call_after = scope.first_call().and_then(|first| {
@@ -59,6 +72,7 @@ pub(super) async fn run(worker: Arc<Worker>, claimed: Claimed, poke: Arc<tokio::
         observer(&PassReport {
             tenant: claimed.tenant.name.clone(),
             outcome: label,
+            deep_check: deep,
             aws_calls: scope.calls(),
             mutating_calls: scope.mutating(),
             first_call_after,
@@ -127,7 +141,7 @@ fn actor(worker: &Worker) -> String {
 async fn body(worker: &Worker, claimed: &Claimed, progress: &Progress) -> Outcome {
     let tenant = &claimed.tenant;
     let pass = Pass {
-        aws: &worker.aws,
+        aws: worker.aws_for(&tenant.cell),
         platform: &worker.platform,
         progress,
         rollout_watch: worker.settings.rollout_watch,
@@ -151,6 +165,12 @@ async fn body(worker: &Worker, claimed: &Claimed, progress: &Progress) -> Outcom
         Ok(spec) => spec,
         Err(e) => return Outcome::Failed(PassError::InvalidSpec(format!("{e:?}"))),
     };
+    if is_deep_check(claimed) {
+        return match pass.deep_check(&spec).await {
+            Ok(()) => Outcome::Ready,
+            Err(e) => Outcome::Failed(e),
+        };
+    }
     let status = working_status(tenant.status);
     // Showing the status needs no AWS call, so it goes alongside the first ones instead of
     // delaying them.
@@ -180,6 +200,32 @@ async fn body(worker: &Worker, claimed: &Claimed, progress: &Progress) -> Outcom
         Ok(Applied::Deploying(m)) => Outcome::Deploying(m),
         Err(e) => Outcome::Failed(e),
     }
+}
+
+/// A pass is a deep check when the last one found the tenant whole and nothing was asked
+/// of it since (no API write, no reconcile request, no drift found by a resync round);
+/// every other pass is a full one.
+fn is_deep_check(claimed: &Claimed) -> bool {
+    let t = &claimed.tenant;
+    claimed.whole_at_seq == Some(claimed.request_seq)
+        && claimed.attempts == 0
+        && t.status == TenantStatus::Ready
+        && t.observed_generation == t.generation
+        && t.deletion_requested_at.is_none()
+}
+
+/// How long until the tenant's next deep check: at its own phase of `interval` (from its
+/// id), so the fleet's checks fall evenly over the interval however the tenants were
+/// created or the workers restarted; at least half an interval away.
+pub(crate) fn next_in_phase(now: DateTime<Utc>, interval: Duration, id: uuid::Uuid) -> Duration {
+    let period = interval.as_millis().max(1) as i128;
+    // The low 64 bits of a v7 id are random.
+    let phase = i128::from(id.as_u128() as u64) % period;
+    let earliest = i128::from(now.timestamp_millis()) + period / 2;
+    let slots = (earliest - phase + period - 1).div_euclid(period);
+    let at = phase + slots * period;
+    let wait = at - i128::from(now.timestamp_millis());
+    Duration::from_millis(u64::try_from(wait).unwrap_or(0))
 }
 
 /// A pending tenant is now being provisioned; every other status stays as the API set it
@@ -216,6 +262,7 @@ async fn finish(
                 next_attempt_in: Some(DEPLOYING_RECHECK),
                 attempts: 0,
                 failing_since: None,
+                whole: false,
             },
         )
         .await
@@ -299,9 +346,14 @@ async fn finish_ready(
             observed_generation: Some(tenant.generation),
             endpoint: endpoint.as_deref(),
             last_error: None,
-            next_attempt_in: Some(jittered(worker.settings.resync_interval)),
+            next_attempt_in: Some(next_in_phase(
+                Utc::now(),
+                worker.settings.deep_resync_interval,
+                tenant.id,
+            )),
             attempts: 0,
             failing_since: None,
+            whole: true,
         },
     )
     .await
@@ -362,7 +414,22 @@ async fn finish_failed(
     } else {
         working_status(tenant.status)
     };
-    let message = e.to_string();
+    let message = match &e {
+        // The cell's account could not be reached at all: say which cell and role.
+        PassError::Aws { err, .. } if err.code == "CredentialsUnavailable" => {
+            let cell = &tenant.cell;
+            let role = worker
+                .platform
+                .cell(cell)
+                .and_then(|c| c.role_arn.as_deref())
+                .unwrap_or("(the process's own credentials)");
+            format!(
+                "cell {cell} cannot be reached: AssumeRole on {role} failed: {}",
+                err.message
+            )
+        }
+        _ => e.to_string(),
+    };
     let reason = if give_up {
         "Failed"
     } else {
@@ -398,6 +465,7 @@ async fn finish_failed(
             next_attempt_in: next,
             attempts,
             failing_since: Some(failing_since),
+            whole: false,
         },
     )
     .await?;
@@ -458,6 +526,7 @@ mod tests {
             backoff_max: Duration::from_secs(60),
             health_interval: Duration::from_secs(60),
             rollout_gate_interval: Duration::from_secs(15),
+            deep_resync_interval: Duration::from_secs(3600),
             sizing: Default::default(),
         }
     }
@@ -468,6 +537,32 @@ mod tests {
             deleting: false,
             attempts,
             failing_for: Duration::from_secs(failing_for),
+        }
+    }
+
+    #[test]
+    fn deep_checks_fall_on_each_tenant_s_own_phase_at_least_half_an_interval_away() {
+        let hour = Duration::from_secs(3600);
+        let now = Utc::now();
+        let ids: Vec<uuid::Uuid> = (0..400).map(|_| uuid::Uuid::now_v7()).collect();
+        let mut quarters = [0usize; 4];
+        for id in &ids {
+            let wait = next_in_phase(now, hour, *id);
+            assert!(
+                wait >= hour / 2 - Duration::from_millis(1) && wait <= hour * 3 / 2,
+                "{wait:?}"
+            );
+            // The same tenant asked again later lands on the same phase.
+            let later = now + chrono::Duration::seconds(1234);
+            let again = next_in_phase(later, hour, *id);
+            let a = (now + chrono::Duration::from_std(wait).unwrap()).timestamp_millis();
+            let b = (later + chrono::Duration::from_std(again).unwrap()).timestamp_millis();
+            assert_eq!((b - a).rem_euclid(3_600_000), 0);
+            quarters[(a.rem_euclid(3_600_000) / 900_000) as usize] += 1;
+        }
+        // Tenants made in the same instant spread over the whole interval.
+        for q in quarters {
+            assert!((60..=140).contains(&q), "{quarters:?}");
         }
     }
 

@@ -71,6 +71,11 @@ pub(super) async fn run(worker: Arc<Worker>) {
         settings,
         metrics: &worker.metrics,
     };
+    // Each cell's metrics and tasks are read with the clients that reach it.
+    let in_cell = |cell: &str| Rightsizer {
+        aws: worker.aws_for(cell),
+        ..r
+    };
     let cells: Vec<String> = worker
         .platform
         .cells
@@ -82,13 +87,13 @@ pub(super) async fn run(worker: Arc<Worker>) {
         for cell in &cells {
             let oom = format!("out-of-memory:{cell}");
             if claim(&worker, &oom, settings.oom_interval).await {
-                if let Err(e) = r.check_out_of_memory(cell, Utc::now()).await {
+                if let Err(e) = in_cell(cell).check_out_of_memory(cell, Utc::now()).await {
                     tracing::warn!(cell = %cell, error = %e, "out-of-memory check failed");
                 }
             }
             let slice = settings.interval / slices(sized.get(cell).copied().unwrap_or(0)) as u32;
             if claim(&worker, &format!("sizing:{cell}"), slice).await {
-                match r.recommend_due(cell, Utc::now()).await {
+                match in_cell(cell).recommend_due(cell, Utc::now()).await {
                     Ok((n, report)) => {
                         sized.insert(cell.clone(), n);
                         tracing::debug!(cell = %cell, recommended = report.recommended, changed = ?report.changed, "sizing round finished");

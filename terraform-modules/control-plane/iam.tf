@@ -318,3 +318,22 @@ locals {
     "CloudWatchTagTenantAlarms",
   ]
 }
+
+# Cells in other accounts (STATEHOUSE_CELLS_FILE, `role_arn` of a cell): the worker reaches
+# each through the role that account gives it, and may assume exactly those roles.
+data "aws_iam_policy_document" "assume_cell_roles" {
+  count = length(var.cell_role_arns) > 0 ? 1 : 0
+
+  statement {
+    sid       = "AssumeCellRoles"
+    actions   = ["sts:AssumeRole"]
+    resources = var.cell_role_arns
+  }
+}
+
+resource "aws_iam_role_policy" "assume_cell_roles" {
+  count  = length(var.cell_role_arns) > 0 ? 1 : 0
+  name   = "assume-cell-roles"
+  role   = aws_iam_role.statehouse.id
+  policy = data.aws_iam_policy_document.assume_cell_roles[0].json
+}

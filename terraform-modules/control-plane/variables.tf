@@ -212,3 +212,14 @@ variable "db_ssl_mode" {
     error_message = "db_ssl_mode must be require, verify-ca or verify-full (the database accepts TLS connections only)."
   }
 }
+
+variable "cell_role_arns" {
+  description = "Roles of cells in other accounts (each cell's role_arn in the cells file) that statehouse may assume; see the platform module's README, \"A cell in another account\"."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.cell_role_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+$", arn))])
+    error_message = "cell_role_arns must be IAM role ARNs (arn:aws:iam::123456789012:role/name)."
+  }
+}

@@ -52,6 +52,7 @@ pub fn settings() -> ApiSettings {
         cells: vec![CellCapacity {
             name: "cell-1".into(),
             capacity: 100,
+            reserved_for: Vec::new(),
         }],
         prices: Default::default(),
     }

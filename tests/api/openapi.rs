@@ -53,9 +53,17 @@ async fn swagger_ui_is_served_with_its_assets_built_in(pool: PgPool) {
         .json()
         .await
         .unwrap();
+    // The committed document, with the configured cells listed for a create's `cell`.
+    let expected = statehouse::http::openapi::document_for(
+        statehouse::domain::spec::SpecLimits {
+            max_task_count: crate::helpers::MAX_TASKS,
+        },
+        &["cell-1".to_owned()],
+    );
+    assert_eq!(served, serde_json::to_value(expected).unwrap());
     assert_eq!(
-        served,
-        serde_json::to_value(statehouse::http::openapi::document()).unwrap()
+        served["components"]["schemas"]["CreateTenant"]["properties"]["cell"]["enum"],
+        serde_json::json!(["cell-1"])
     );
     let page = app
         .client

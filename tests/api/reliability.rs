@@ -144,10 +144,12 @@ async fn a_full_platform_refuses_new_tenants_before_any_aws_call(pool: PgPool) {
         CellCapacity {
             name: "cell-1".into(),
             capacity: 1,
+            reserved_for: Vec::new(),
         },
         CellCapacity {
             name: "cell-2".into(),
             capacity: 1,
+            reserved_for: Vec::new(),
         },
     ];
     let app = TestApp::spawn_with(pool.clone(), s).await;
@@ -186,6 +188,7 @@ async fn concurrent_creates_never_overfill_a_cell(pool: PgPool) {
     s.cells = vec![CellCapacity {
         name: "cell-1".into(),
         capacity: 3,
+        reserved_for: Vec::new(),
     }];
     let app = std::sync::Arc::new(TestApp::spawn_with(pool.clone(), s).await);
     let names = [
@@ -225,6 +228,7 @@ async fn a_burst_of_creates_fills_a_cell_exactly_and_no_more(pool: PgPool) {
     s.cells = vec![CellCapacity {
         name: "cell-1".into(),
         capacity: 20,
+        reserved_for: Vec::new(),
     }];
     let app = std::sync::Arc::new(TestApp::spawn_with(pool.clone(), s).await);
     let creates = statehouse::domain::state::StateSlug::all().map(|state| {

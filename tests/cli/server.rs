@@ -122,6 +122,9 @@ impl Server {
             .env("STATEHOUSE_RETRY_BUDGET", "60s")
             .env("STATEHOUSE_DB_MAX_CONNECTIONS", "4")
             .env("STATEHOUSE_WORKER_CONCURRENCY", "8")
+            // The emulator has no limits: the budget's buckets are sized far above any test.
+            .env("STATEHOUSE_AWS_BUDGET_SHARE", "1")
+            .env("STATEHOUSE_AWS_LIMITS", "ecs-read=1000/1000,ecs-write=1000/1000,ecs-register-task-definition=1000/1000,elb=1000/1000,logs=1000/1000,iam=1000/1000,s3=1000/1000,dynamodb=1000/1000,application-autoscaling=1000/1000,cloudwatch=1000/1000")
             .envs(aws_env(&moto))
             .envs(&platform)
             .envs(env.iter().copied())

@@ -49,6 +49,8 @@ pub struct Stack {
     pub platform: Platform,
     pub pool: PgPool,
     pub metrics: Arc<Metrics>,
+    /// Clients of the cells in other accounts or regions, by cell.
+    pub cell_aws: HashMap<String, Aws>,
     stop: Option<oneshot::Sender<()>>,
     worker: Option<JoinHandle<()>>,
 }
@@ -65,6 +67,7 @@ pub fn settings() -> WorkerSettings {
         // Tests of health set their own; elsewhere one round at start, with no tenant yet.
         health_interval: Duration::from_secs(3600),
         rollout_gate_interval: Duration::from_millis(300),
+        deep_resync_interval: Duration::from_secs(3600),
         // Tests of sizing set their own; elsewhere one round at start, and no look at
         // stopped tasks but that one.
         sizing: statehouse::sizing::SizingSettings {
@@ -76,13 +79,34 @@ pub fn settings() -> WorkerSettings {
 
 /// Runs `statehouse dev bootstrap` against the emulator and reads what it wrote.
 async fn bootstrap(moto: &Moto) -> HashMap<String, String> {
+    bootstrap_named(&moto.endpoint, None).await
+}
+
+/// As [`bootstrap`], with the shared resources named `name` (a cell of their own).
+async fn bootstrap_named(endpoint: &str, name: Option<&str>) -> HashMap<String, String> {
+    bootstrap_in(endpoint, name, REGION, None).await
+}
+
+/// As [`bootstrap_named`], in `region`, and in the account of `role_arn` if given.
+async fn bootstrap_in(
+    endpoint: &str,
+    name: Option<&str>,
+    region: &str,
+    role_arn: Option<&str>,
+) -> HashMap<String, String> {
     let dir = std::env::temp_dir().join(format!("statehouse-test-{}", uuid::Uuid::now_v7()));
     let out = dir.join("platform.env");
-    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_statehouse"))
-        .args(["dev", "bootstrap", "--out"])
-        .arg(&out)
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_REGION", REGION)
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_statehouse"));
+    command.args(["dev", "bootstrap", "--out"]).arg(&out);
+    if let Some(name) = name {
+        command.args(["--name", name]);
+    }
+    if let Some(role) = role_arn {
+        command.args(["--role-arn", role]);
+    }
+    let status = command
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", region)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .stdout(std::process::Stdio::null())
@@ -96,6 +120,33 @@ async fn bootstrap(moto: &Moto) -> HashMap<String, String> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
+}
+
+fn setting(env: &HashMap<String, String>, key: &str) -> String {
+    env.get(key)
+        .cloned()
+        .unwrap_or_else(|| panic!("{key} in the bootstrap output"))
+}
+
+/// The cell `statehouse dev bootstrap` made, as `env` (what it wrote) describes it.
+fn cell_of(name: &str, env: &HashMap<String, String>) -> Cell {
+    let get = |k: &str| setting(env, k);
+    Cell {
+        name: name.into(),
+        cluster: get("STATEHOUSE_CLUSTER"),
+        listener_arn: get("STATEHOUSE_LISTENER_ARN"),
+        vpc_id: get("STATEHOUSE_VPC_ID"),
+        subnets: get("STATEHOUSE_SUBNETS")
+            .split(',')
+            .map(str::to_owned)
+            .collect(),
+        security_groups: vec![get("STATEHOUSE_SECURITY_GROUPS")],
+        account: get("STATEHOUSE_ACCOUNT_ID"),
+        region: REGION.to_owned(),
+        execution_role_arn: get("STATEHOUSE_EXECUTION_ROLE_ARN"),
+        role_arn: None,
+        alarm_topic_arn: None,
+    }
 }
 
 impl Stack {
@@ -158,11 +209,7 @@ impl Stack {
     ) -> Self {
         let moto = Moto::start(running_tasks).await;
         let env = bootstrap(&moto).await;
-        let get = |k: &str| {
-            env.get(k)
-                .cloned()
-                .unwrap_or_else(|| panic!("{k} in the bootstrap output"))
-        };
+        let get = |k: &str| setting(&env, k);
         let platform = Platform {
             prefix: Prefix::parse("humangov").unwrap(),
             account: get("STATEHOUSE_ACCOUNT_ID"),
@@ -172,17 +219,7 @@ impl Stack {
             log_retention_days: 30,
             deployment_timeout,
             alarms: AlarmSettings::default(),
-            cells: vec![Cell {
-                name: "cell-1".into(),
-                cluster: get("STATEHOUSE_CLUSTER"),
-                listener_arn: get("STATEHOUSE_LISTENER_ARN"),
-                vpc_id: get("STATEHOUSE_VPC_ID"),
-                subnets: get("STATEHOUSE_SUBNETS")
-                    .split(',')
-                    .map(str::to_owned)
-                    .collect(),
-                security_groups: vec![get("STATEHOUSE_SECURITY_GROUPS")],
-            }],
+            cells: vec![cell_of("cell-1", &env)],
         };
         let metrics = Arc::new(Metrics::default());
         let faults = match faults {
@@ -197,7 +234,17 @@ impl Stack {
             .as_ref()
             .map_or(&moto.endpoint, |f| &f.endpoint)
             .clone();
-        let aws = Aws::with_metrics(&config_at(&endpoint).await, metrics.clone());
+        let config = config_at(&endpoint).await;
+        let counter = Aws::metrics_counter(metrics.clone());
+        // Remembered, so clients for cells in other accounts count into the same log.
+        let budget = Arc::new(statehouse::aws::budget::Budget::new(
+            &statehouse::aws::budget::BudgetSettings {
+                share: 1.0,
+                ..Default::default()
+            },
+            None,
+        ));
+        let aws = Aws::with_counter(&config, counter.clone()).with_origin(config, counter, budget);
         Self {
             _moto: moto,
             faults,
@@ -207,20 +254,61 @@ impl Stack {
             platform,
             pool,
             metrics,
+            cell_aws: HashMap::new(),
             stop: None,
             worker: None,
         }
     }
 
+    /// Adds a cell of its own (cluster, load balancer and listener, VPC), made by
+    /// `statehouse dev bootstrap --name`; call it before the worker starts.
+    pub async fn add_cell(&mut self, name: &str) {
+        let env = bootstrap_named(&self._moto.endpoint, Some(name)).await;
+        self.platform.cells.push(cell_of(name, &env));
+    }
+
+    /// Adds a cell in the account of `role_arn` (assumed, as the worker does) and in
+    /// `region`, made there by `statehouse dev bootstrap --role-arn`; its clients are the
+    /// worker's own `cell_clients`. Call it before the worker starts.
+    pub async fn add_cell_in_account(&mut self, name: &str, role_arn: &str, region: &str) {
+        let env = bootstrap_in(&self._moto.endpoint, Some(name), region, Some(role_arn)).await;
+        let mut cell = cell_of(name, &env);
+        cell.region = region.to_owned();
+        cell.role_arn = Some(role_arn.to_owned());
+        self.platform.cells.push(cell);
+        let budget = statehouse::aws::budget::BudgetSettings {
+            share: 1.0,
+            ..Default::default()
+        };
+        self.cell_aws = statehouse::cli::worker::cell_clients(
+            &self.aws,
+            &self.platform,
+            &budget,
+            self.metrics.clone(),
+        )
+        .await
+        .expect("the cells' clients");
+    }
+
     fn start_worker(&mut self, settings: WorkerSettings) {
+        self.start_worker_observed(settings, None);
+    }
+
+    /// Starts the worker, telling `observer` about every pass it finishes.
+    pub fn start_worker_observed(
+        &mut self,
+        settings: WorkerSettings,
+        observer: Option<statehouse::worker::Observer>,
+    ) {
         let worker = Worker {
             id: Worker::new_id(),
             pool: self.pool.clone(),
             aws: self.aws.clone(),
+            cell_aws: self.cell_aws.clone(),
             platform: Arc::new(self.platform.clone()),
             settings,
             metrics: self.metrics.clone(),
-            observer: None,
+            observer,
         };
         let (tx, rx) = oneshot::channel();
         self.stop = Some(tx);
@@ -306,6 +394,11 @@ impl Stack {
 
     /// Creates a tenant as the API does (row, event, NOTIFY).
     pub async fn create(&self, name: &str, spec: SpecDoc) -> Tenant {
+        self.create_in(name, spec, "cell-1").await
+    }
+
+    /// As [`Stack::create`], in `cell`.
+    pub async fn create_in(&self, name: &str, spec: SpecDoc, cell: &str) -> Tenant {
         let slug = StateSlug::parse(name).unwrap();
         let mut tx = self.pool.begin().await.unwrap();
         let tenant = db::tenants::insert(
@@ -314,7 +407,7 @@ impl Stack {
                 name: slug,
                 display_name: slug.official_name(),
                 spec: &spec,
-                cell: "cell-1",
+                cell,
             },
         )
         .await
@@ -443,6 +536,31 @@ impl Stack {
         .await
     }
 
+    /// Waits until the tenant's last pass found it whole and no pass holds it: what a
+    /// resync round compares.
+    pub async fn whole(&self, name: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let whole: Option<bool> = sqlx::query_scalar(
+                "SELECT whole_at_seq = request_seq AND lease_token IS NULL AND status = 'ready' \
+                 FROM tenants WHERE name = $1 AND status <> 'deleted'",
+            )
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .unwrap()
+            .flatten();
+            if whole == Some(true) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} never became whole"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until no worker holds the tenant and it is not due: its pass is over.
     pub async fn settled(&self, name: &str) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -475,6 +593,7 @@ impl Stack {
             cells: vec![CellCapacity {
                 name: "cell-1".into(),
                 capacity: 100,
+                reserved_for: Vec::new(),
             }],
             prices: Default::default(),
         };

@@ -6,7 +6,9 @@ mod moto;
 #[path = "../support/faults/mod.rs"]
 mod proxy;
 
+mod accounts;
 mod bucket;
+mod budget;
 mod crash;
 mod drift;
 mod faults;
@@ -15,6 +17,7 @@ mod health;
 mod leases;
 mod postgres_restart;
 mod process;
+mod resync;
 mod rollout_crash;
 mod rollouts;
 mod sizing;

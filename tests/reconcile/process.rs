@@ -40,11 +40,17 @@ pub fn base_env(stack: &Stack, database_url: &str) -> Vec<(String, String)> {
         ("AWS_ACCESS_KEY_ID", "testing"),
         ("AWS_SECRET_ACCESS_KEY", "testing"),
         ("AWS_EC2_METADATA_DISABLED", "true"),
+        // The emulator has no limits: the budget's buckets are sized far above any test.
+        ("STATEHOUSE_AWS_BUDGET_SHARE", "1"),
+        ("STATEHOUSE_AWS_LIMITS", EMULATOR_LIMITS),
     ] {
         env.push((k.to_owned(), v.to_owned()));
     }
     env
 }
+
+/// Every bucket of the AWS call budget at a thousand calls a second.
+pub const EMULATOR_LIMITS: &str = "ecs-read=1000/1000,ecs-write=1000/1000,ecs-register-task-definition=1000/1000,elb=1000/1000,logs=1000/1000,iam=1000/1000,s3=1000/1000,dynamodb=1000/1000,application-autoscaling=1000/1000,cloudwatch=1000/1000";
 
 /// What a worker process needs: [`base_env`], and quick pacing with `lease_ttl` as the lease.
 pub fn worker_env(stack: &Stack, database_url: &str, lease_ttl: &str) -> Vec<(String, String)> {

@@ -728,6 +728,7 @@ async fn a_worker_whose_lease_was_taken_over_cannot_write(pool: PgPool) {
         next_attempt_in: Some(Duration::from_secs(60)),
         attempts: 0,
         failing_since: None,
+        whole: false,
     };
     assert!(fenced(leases::release(&pool, &a, release()).await));
     // The new holder's writes land.
@@ -796,6 +797,7 @@ async fn a_deletion_requested_during_a_pass_is_not_hidden_by_its_release(pool: P
             next_attempt_in: Some(Duration::from_secs(3600)),
             attempts: 0,
             failing_since: None,
+            whole: false,
         },
     )
     .await

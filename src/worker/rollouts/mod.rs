@@ -206,13 +206,19 @@ async fn read_gates(
 ) -> Result<HashMap<Uuid, Reading>, sqlx::Error> {
     let mut subjects = Vec::new();
     let mut baking = Vec::new();
-    for t in targets.iter().filter(|t| t.state == TargetState::Baking) {
-        let Some(tenant) = tenants.get(&t.tenant_id) else {
-            continue;
-        };
+    let mut cells: Vec<&str> = Vec::new();
+    // By cell, so that each cell's tenants are read in one round with its own clients.
+    let mut ordered: Vec<(&Target, &Tenant)> = targets
+        .iter()
+        .filter(|t| t.state == TargetState::Baking)
+        .filter_map(|t| Some((t, tenants.get(&t.tenant_id)?)))
+        .collect();
+    ordered.sort_by(|a, b| a.1.cell.cmp(&b.1.cell));
+    for (t, tenant) in ordered {
         if let Ok(subject) = observe::Subject::from_resources(&tenant.name, &tenant.resources) {
             subjects.push(subject);
             baking.push(t);
+            cells.push(&tenant.cell);
         }
     }
     let scope = Arc::new(CallScope::default());
@@ -224,16 +230,36 @@ async fn read_gates(
         .map(|(s, t)| (s.clone(), t.ready_at.unwrap_or(now)))
         .collect();
     let wants_requests = rollout.strategy.min_requests.is_some();
-    let (observed, requests) = CallScope::run(scope, async {
-        tokio::join!(observe::round(&worker.aws, &subjects, &prefix), async {
-            if wants_requests {
-                observe::requests_since(&worker.aws, &since, now).await.ok()
-            } else {
-                None
-            }
+    let mut observed = Vec::new();
+    let mut requests: Option<Vec<f64>> = wants_requests.then(Vec::new);
+    let mut start = 0;
+    while start < subjects.len() {
+        let cell = cells[start];
+        let end = start + cells[start..].iter().take_while(|c| **c == cell).count();
+        let aws = worker.aws_for(cell);
+        let (seen, served) = CallScope::run(scope.clone(), async {
+            tokio::join!(observe::round(aws, &subjects[start..end], &prefix), async {
+                if wants_requests {
+                    observe::requests_since(aws, &since[start..end], now)
+                        .await
+                        .ok()
+                } else {
+                    None
+                }
+            })
         })
-    })
-    .await;
+        .await;
+        observed.extend(seen);
+        // A cell whose requests could not be read leaves every count unknown.
+        requests = match (requests, served) {
+            (Some(mut all), Some(more)) => {
+                all.extend(more);
+                Some(all)
+            }
+            _ => None,
+        };
+        start = end;
+    }
     let mut readings = HashMap::new();
     for (i, ((t, subject), result)) in baking.iter().zip(&subjects).zip(observed).enumerate() {
         let Ok(o) = result else {

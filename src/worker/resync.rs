@@ -1,0 +1,157 @@
+//! The resync round: every `resync_interval`, one worker per cell compares each whole
+//! tenant of the cell with AWS, read in batched calls (`reconcile::resync`), and makes a
+//! full pass due at once for each one found drifted. It never takes a tenant's lease and
+//! never changes anything in AWS; a tenant found whole costs no call of its own and writes
+//! nothing.
+
+use std::{sync::Arc, time::Duration};
+
+use super::Worker;
+use crate::{
+    aws::{Aws, AwsError, CallScope},
+    db,
+    domain::{spec::TenantSpec, state::StateSlug},
+    metrics::Metrics,
+    reconcile::{
+        plan::Plan,
+        platform::Platform,
+        resync::{self, Recorded, TaskDefinitions},
+    },
+};
+
+/// What one round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoundReport {
+    /// Whole tenants compared with AWS.
+    pub compared: usize,
+    /// The tenants found drifted and made due, with what differs.
+    pub drifted: Vec<(String, Vec<String>)>,
+    pub aws_calls: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RoundError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error("cell `{0}` is not configured on this worker")]
+    UnknownCell(String),
+}
+
+pub(super) async fn run(worker: Arc<Worker>) {
+    let interval = worker.settings.resync_interval;
+    let tick = (interval / 4).clamp(Duration::from_millis(200), Duration::from_secs(5));
+    let task_definitions = TaskDefinitions::default();
+    let cells: Vec<String> = worker
+        .platform
+        .cells
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    loop {
+        for cell in &cells {
+            let round = format!("resync:{cell}");
+            match db::rounds::claim(&worker.pool, &round, &worker.id, interval).await {
+                Ok(true) => {
+                    let report = resync_cell(
+                        &worker.pool,
+                        worker.aws_for(cell),
+                        &worker.platform,
+                        cell,
+                        &task_definitions,
+                        &worker.metrics,
+                        &format!("worker:{}", worker.id),
+                    )
+                    .await;
+                    match report {
+                        Ok(r) => tracing::debug!(
+                            cell = %cell, compared = r.compared, drifted = r.drifted.len(),
+                            aws_calls = r.aws_calls, "resync round finished"
+                        ),
+                        Err(e) => tracing::warn!(cell = %cell, error = %e, "resync round failed"),
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(cell = %cell, error = %e, "cannot claim the resync round"),
+            }
+        }
+        tokio::time::sleep(tick).await;
+    }
+}
+
+/// Compares every whole tenant of `cell` with AWS once, and marks the drifted ones due.
+pub async fn resync_cell(
+    pool: &sqlx::PgPool,
+    aws: &Aws,
+    platform: &Platform,
+    cell_name: &str,
+    task_definitions: &TaskDefinitions,
+    metrics: &Metrics,
+    actor: &str,
+) -> Result<RoundReport, RoundError> {
+    let cell = platform
+        .cell(cell_name)
+        .ok_or_else(|| RoundError::UnknownCell(cell_name.to_owned()))?;
+    let (whole, read_at) = db::resync::whole_in_cell(pool, cell_name).await?;
+    // A row a pass could not have written (a hand edit) is left to the pass it will get.
+    let subjects: Vec<(&db::resync::Whole, TenantSpec, StateSlug, Recorded)> = whole
+        .iter()
+        .filter_map(|w| {
+            let spec = TenantSpec::validate(w.tenant.spec.clone(), None).ok()?;
+            let slug = StateSlug::parse(&w.tenant.name).ok()?;
+            let recorded = Recorded::from_resources(&w.tenant.resources)?;
+            Some((w, spec, slug, recorded))
+        })
+        .collect();
+    let plans: Vec<(Plan<'_>, Recorded)> = subjects
+        .iter()
+        .map(|(w, spec, slug, recorded)| {
+            (
+                Plan::new(platform, cell, spec, *slug, w.tenant.id),
+                recorded.clone(),
+            )
+        })
+        .collect();
+    let mut report = RoundReport {
+        compared: plans.len(),
+        ..RoundReport::default()
+    };
+    if plans.is_empty() {
+        return Ok(report);
+    }
+    let scope = Arc::new(CallScope::background());
+    // Boxed: it holds every batched call's SDK future at once.
+    let observed = CallScope::run(
+        scope.clone(),
+        Box::pin(resync::observe(
+            aws,
+            cell,
+            platform.prefix.as_str(),
+            &plans,
+            task_definitions,
+        )),
+    )
+    .await;
+    report.aws_calls = scope.calls();
+    let view = match observed {
+        Ok(view) => view,
+        Err(e) => {
+            metrics.resync_round("failed");
+            return Err(e.into());
+        }
+    };
+    metrics.resync_round("completed");
+    for ((w, ..), (plan, recorded)) in subjects.iter().zip(&plans) {
+        let found = resync::drift(&view, plan, recorded, task_definitions);
+        if found.is_empty() {
+            continue;
+        }
+        if db::resync::mark_drifted(pool, w, read_at, actor, &found).await? {
+            metrics.drift_found();
+            tracing::info!(tenant = %w.tenant.name, drift = ?found, "resync found drift; a full pass is due");
+            report.drifted.push((w.tenant.name.clone(), found));
+        }
+    }
+    Ok(report)
+}
