@@ -1,4 +1,4 @@
-.PHONY: run test bench bench-api openapi
+.PHONY: run test bench bench-api bench-scale openapi
 
 ## Serve the API locally (starts Postgres if needed; prints the Swagger UI address and token).
 run:
@@ -17,6 +17,12 @@ bench:
 ## mixed requests at once with two CPU hogs running; prints the figures.
 bench-api:
 	./scripts/bench-api.sh
+
+## 56 tenants across three cells in two accounts and two regions against one cell, then
+## the AWS calls per tenant per resync by bucket, the projection against AWS's limits, and
+## passes, calls and events per tenant per hour at rest; prints the figures.
+bench-scale:
+	./scripts/bench-scale.sh
 
 ## Regenerate openapi/openapi.json from the code.
 openapi:

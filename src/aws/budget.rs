@@ -85,8 +85,8 @@ impl Bucket {
     }
 
     /// AWS's limit for the whole account and region, as documented where AWS publishes
-    /// one (ECS, ELB, CloudWatch Logs, CloudWatch), and a cautious figure where it does
-    /// not (IAM, S3 bucket settings, DynamoDB control plane, Application Auto Scaling).
+    /// one (ECS, ELB, CloudWatch Logs, CloudWatch, DynamoDB's control plane), and a cautious
+    /// figure where it does not (IAM, S3 bucket settings, Application Auto Scaling).
     /// `STATEHOUSE_AWS_LIMITS` overrides any of them.
     pub fn documented(self) -> Limit {
         let (rate, burst) = match self {
@@ -100,7 +100,8 @@ impl Bucket {
             Self::Logs => (5.0, 5.0),
             Self::Iam => (5.0, 10.0),
             Self::S3 => (50.0, 100.0),
-            Self::DynamoDb => (10.0, 20.0),
+            // The control plane: 2,500 a second.
+            Self::DynamoDb => (2500.0, 2500.0),
             Self::AutoScaling => (10.0, 20.0),
             // DescribeAlarms: 9 a second (PutMetricAlarm's 3 is lower; its calls are few).
             Self::CloudWatch => (9.0, 9.0),

@@ -1,7 +1,10 @@
 //! The tenant's task role: assumable only by ECS tasks of this account, and allowed only
 //! this tenant's bucket (and its objects) and table. Nothing else is attached to it.
 
-use aws_sdk_iam::{types::Tag, Client};
+use aws_sdk_iam::{
+    types::{EntityType, RoleDetail, Tag},
+    Client,
+};
 use serde_json::{json, Value};
 
 use super::{tenant_tags, Changes};
@@ -105,13 +108,8 @@ pub async fn observe(iam: &Client, spec: &RoleSpec<'_>) -> Result<Option<Observe
     let Some(role) = role else {
         return Ok(None);
     };
-    let trust_ok =
-        role.assume_role_policy_document().and_then(parse_document) == Some(trust_policy(spec));
-    let tagged = tenant_tags(spec.tenant).iter().all(|(k, v)| {
-        role.tags()
-            .iter()
-            .any(|t| t.key() == *k && t.value() == v.as_str())
-    });
+    let trust_ok = trust_matches(role.assume_role_policy_document(), spec);
+    let tagged = tagged(role.tags(), spec);
     let policy_ok = match iam
         .get_role_policy()
         .role_name(spec.name)
@@ -153,6 +151,100 @@ pub async fn observe(iam: &Client, spec: &RoleSpec<'_>) -> Result<Option<Observe
             .filter_map(|p| p.policy_arn().map(str::to_owned))
             .collect(),
     }))
+}
+
+fn trust_matches(document: Option<&str>, spec: &RoleSpec<'_>) -> bool {
+    document.and_then(parse_document) == Some(trust_policy(spec))
+}
+
+fn tagged(have: &[Tag], spec: &RoleSpec<'_>) -> bool {
+    tenant_tags(spec.tenant).iter().all(|(k, v)| {
+        have.iter()
+            .any(|t| t.key() == *k && t.value() == v.as_str())
+    })
+}
+
+impl Observed {
+    /// How the role differs from its spec; empty when it matches. What `ensure` repairs.
+    pub fn drift(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        if !self.trust_ok {
+            found.push("the role's trust policy differs".to_owned());
+        }
+        if !self.policy_ok {
+            found.push("the role's data policy differs or is missing".to_owned());
+        }
+        if !self.extra_inline.is_empty() {
+            found.push(format!(
+                "the role has other inline policies: {}",
+                self.extra_inline.join(", ")
+            ));
+        }
+        if !self.attached.is_empty() {
+            found.push(format!(
+                "the role has attached policies: {}",
+                self.attached.join(", ")
+            ));
+        }
+        if !self.tagged {
+            found.push("the role lacks the statehouse tags".to_owned());
+        }
+        found
+    }
+}
+
+/// The role as GetAccountAuthorizationDetails describes it, compared as `observe` does.
+pub fn observed_in(detail: &RoleDetail, spec: &RoleSpec<'_>) -> Observed {
+    let ours = detail
+        .role_policy_list()
+        .iter()
+        .find(|p| p.policy_name() == Some(spec.policy_name));
+    Observed {
+        trust_ok: trust_matches(detail.assume_role_policy_document(), spec),
+        tagged: tagged(detail.tags(), spec),
+        policy_ok: ours
+            .and_then(|p| p.policy_document())
+            .and_then(parse_document)
+            == Some(data_policy(spec)),
+        extra_inline: detail
+            .role_policy_list()
+            .iter()
+            .filter_map(|p| p.policy_name())
+            .filter(|n| *n != spec.policy_name)
+            .map(str::to_owned)
+            .collect(),
+        attached: detail
+            .attached_managed_policies()
+            .iter()
+            .filter_map(|p| p.policy_arn().map(str::to_owned))
+            .collect(),
+    }
+}
+
+/// Every role of the account, with its trust, inline and attached policies and tags, in
+/// as few calls as IAM allows (one page per thousand roles): the batched form of the
+/// deep check of every tenant's role.
+pub async fn every_role(iam: &Client) -> Result<Vec<RoleDetail>, AwsError> {
+    let mut roles = Vec::new();
+    let mut marker = None;
+    loop {
+        let out = iam
+            .get_account_authorization_details()
+            .filter(EntityType::Role)
+            .max_items(1000)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(sdk(IAM, "GetAccountAuthorizationDetails"))?;
+        roles.extend(out.role_detail_list().iter().cloned());
+        marker = out
+            .marker()
+            .map(str::to_owned)
+            .filter(|_| out.is_truncated());
+        if marker.is_none() {
+            return Ok(roles);
+        }
+    }
 }
 
 fn tags(tenant: StateSlug) -> Result<Vec<Tag>, AwsError> {

@@ -133,21 +133,19 @@ impl Pass<'_> {
     }
 
     /// The deep check of a tenant found whole: the settings no batched call reads (the
-    /// bucket's, the table's, the role's policies, the target group's attributes), each
-    /// repaired on the spot as in [`Pass::apply`]. The rest is compared every resync, from
-    /// batched calls, by `worker::resync`.
+    /// bucket's, the table's, the target group's attributes), each repaired on the spot as
+    /// in [`Pass::apply`]. The rest is compared every resync from batched calls, and the
+    /// role once per deep interval for the whole account, by `worker::resync`.
     pub async fn deep_check(&self, spec: &TenantSpec) -> Result<(), PassError> {
         let plan = self.plan(spec)?;
         let p = &plan;
-        let (bucket, table, role, attributes) = tokio::join!(
+        let (bucket, table, attributes) = tokio::join!(
             Box::pin(self.bucket(p)),
             Box::pin(self.table(p)),
-            Box::pin(self.role(p)),
             Box::pin(self.target_group_attributes(p)),
         );
         bucket?;
         table?;
-        role?;
         attributes
     }
 

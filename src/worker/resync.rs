@@ -14,8 +14,9 @@ use crate::{
     metrics::Metrics,
     reconcile::{
         plan::Plan,
-        platform::Platform,
+        platform::{Cell, Platform},
         resync::{self, Recorded, TaskDefinitions},
+        role,
     },
 };
 
@@ -49,7 +50,50 @@ pub(super) async fn run(worker: Arc<Worker>) {
         .iter()
         .map(|c| c.name.clone())
         .collect();
+    // IAM is per account: each account's roles are read in one round, by one worker.
+    let mut accounts: Vec<&Cell> = Vec::new();
+    for cell in &worker.platform.cells {
+        if !accounts.iter().any(|c| c.account == cell.account) {
+            accounts.push(cell);
+        }
+    }
+    let deep = worker.settings.deep_resync_interval;
     loop {
+        for first in &accounts {
+            let round = format!("iam:{}", first.account);
+            match db::rounds::claim(&worker.pool, &round, &worker.id, deep).await {
+                Ok(true) => {
+                    let cells: Vec<&Cell> = worker
+                        .platform
+                        .cells
+                        .iter()
+                        .filter(|c| c.account == first.account)
+                        .collect();
+                    let report = roles_of_account(
+                        &worker.pool,
+                        worker.aws_for(&first.name),
+                        &worker.platform,
+                        &cells,
+                        &worker.metrics,
+                        &format!("worker:{}", worker.id),
+                    )
+                    .await;
+                    match report {
+                        Ok(r) => tracing::debug!(
+                            account = %first.account, compared = r.compared, drifted = r.drifted.len(),
+                            aws_calls = r.aws_calls, "role check finished"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(account = %first.account, error = %e, "role check failed")
+                        }
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(account = %first.account, error = %e, "cannot claim the role check")
+                }
+            }
+        }
         for cell in &cells {
             let round = format!("resync:{cell}");
             match db::rounds::claim(&worker.pool, &round, &worker.id, interval).await {
@@ -150,6 +194,65 @@ pub async fn resync_cell(
         if db::resync::mark_drifted(pool, w, read_at, actor, &found).await? {
             metrics.drift_found();
             tracing::info!(tenant = %w.tenant.name, drift = ?found, "resync found drift; a full pass is due");
+            report.drifted.push((w.tenant.name.clone(), found));
+        }
+    }
+    Ok(report)
+}
+
+/// The deep check of the roles of every whole tenant in `cells` (all of one account), from
+/// one paged GetAccountAuthorizationDetails instead of four calls per tenant: each role's
+/// trust, inline and attached policies and tags, compared as a pass compares them; a tenant
+/// whose role differs gets a full pass at once, as from a resync round.
+pub async fn roles_of_account(
+    pool: &sqlx::PgPool,
+    aws: &Aws,
+    platform: &Platform,
+    cells: &[&Cell],
+    metrics: &Metrics,
+    actor: &str,
+) -> Result<RoundReport, RoundError> {
+    let mut subjects = Vec::new();
+    for cell in cells {
+        let (whole, read_at) = db::resync::whole_in_cell(pool, &cell.name).await?;
+        for w in whole {
+            let Ok(spec) = TenantSpec::validate(w.tenant.spec.clone(), None) else {
+                continue;
+            };
+            let Ok(slug) = StateSlug::parse(&w.tenant.name) else {
+                continue;
+            };
+            subjects.push((*cell, w, spec, slug, read_at));
+        }
+    }
+    let mut report = RoundReport {
+        compared: subjects.len(),
+        ..RoundReport::default()
+    };
+    if subjects.is_empty() {
+        return Ok(report);
+    }
+    let scope = Arc::new(CallScope::background());
+    let roles = CallScope::run(scope.clone(), role::every_role(&aws.iam)).await;
+    report.aws_calls = scope.calls();
+    let roles = roles?;
+    let by_name: std::collections::HashMap<&str, &aws_sdk_iam::types::RoleDetail> = roles
+        .iter()
+        .filter_map(|r| Some((r.role_name()?, r)))
+        .collect();
+    for (cell, w, spec, slug, read_at) in &subjects {
+        let plan = Plan::new(platform, cell, spec, *slug, w.tenant.id);
+        let wanted = plan.role();
+        let found = match by_name.get(wanted.name) {
+            None => vec![format!("role {} is missing", wanted.name)],
+            Some(detail) => role::observed_in(detail, &wanted).drift(),
+        };
+        if found.is_empty() {
+            continue;
+        }
+        if db::resync::mark_drifted(pool, w, *read_at, actor, &found).await? {
+            metrics.drift_found();
+            tracing::info!(tenant = %w.tenant.name, drift = ?found, "the role check found drift; a full pass is due");
             report.drifted.push((w.tenant.name.clone(), found));
         }
     }

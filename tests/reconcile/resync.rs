@@ -14,7 +14,10 @@ use statehouse::{
     domain::state::StateSlug,
     metrics::Metrics,
     reconcile::resync::TaskDefinitions,
-    worker::{resync::resync_cell, PassReport},
+    worker::{
+        resync::{resync_cell, roles_of_account},
+        PassReport,
+    },
 };
 
 use crate::harness::{settings, spec, Stack};
@@ -147,6 +150,17 @@ async fn one_resync_of_thirty_tenants_in_three_cells_makes_exactly_the_batched_c
         "one resync of 30 tenants in 3 cells: {total} calls, {:.2} per tenant",
         total as f64 / 30.0
     );
+    // The roles' deep check for the whole account: one call for the thirty.
+    let before = operations(&aws);
+    let cells: Vec<&statehouse::reconcile::platform::Cell> = stack.platform.cells.iter().collect();
+    let r = roles_of_account(&stack.pool, &aws, &stack.platform, &cells, &metrics, "test")
+        .await
+        .unwrap();
+    assert_eq!((r.compared, r.drifted.len()), (30, 0), "{:?}", r.drifted);
+    assert_eq!(
+        by_operation(&before, &operations(&aws)),
+        BTreeMap::from([("GetAccountAuthorizationDetails".to_owned(), 1)])
+    );
     // A round that finds everything whole writes nothing and changes nothing.
     assert_eq!(event_count(&stack).await, events);
     assert_eq!(stack.mutating_calls(), mutating);
@@ -239,7 +253,9 @@ async fn a_round_counts_its_calls_and_hands_a_drifted_tenant_to_one_full_pass(po
 }
 
 #[sqlx::test]
-async fn a_widened_role_policy_is_put_back_by_the_deep_check_within_its_interval(pool: PgPool) {
+async fn a_widened_role_policy_is_found_by_the_account_s_role_check_within_the_deep_interval(
+    pool: PgPool,
+) {
     const DEEP: Duration = Duration::from_secs(3);
     let mut s = settings();
     s.deep_resync_interval = DEEP;
@@ -253,10 +269,22 @@ async fn a_widened_role_policy_is_put_back_by_the_deep_check_within_its_interval
     let widened = Instant::now();
     let took = narrowed(&stack, &names, widened + DEEP * 3).await;
     println!("widened role policy put back after {took:?} (deep interval {DEEP:?})");
-    // The next deep check falls at most one and a half intervals after the last one.
+    // The account's roles are read once per deep interval.
     assert!(took <= DEEP * 3 / 2 + Duration::from_secs(2), "{took:?}");
     let repaired_by = repairing_passes(&reports, widened).await;
-    assert_eq!(repaired_by, [true], "one deep check repaired it");
+    assert_eq!(
+        repaired_by,
+        [false],
+        "the role check handed it to one full pass"
+    );
+    let found: Vec<serde_json::Value> = sqlx::query_scalar(
+        "SELECT details FROM tenant_events WHERE tenant_name = 'idaho' AND action = 'drift.found'",
+    )
+    .fetch_all(&stack.pool)
+    .await
+    .unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].to_string().contains("data policy"), "{found:?}");
     stack.stop().await;
 }
 
@@ -335,8 +363,8 @@ async fn each_tenant_gets_one_deep_check_per_deep_interval(pool: PgPool) {
             .count();
         assert_eq!(full, 0, "{state}: no full pass at rest");
     }
-    // A deep check reads the bucket, the table, the role and the target group's
-    // attributes, and nothing the rounds read.
+    // A deep check reads the bucket, the table and the target group's attributes (the
+    // roles are read for the whole account at once), and changes nothing at rest.
     let deep: Vec<&PassReport> = reports
         .iter()
         .filter(|(_, r)| r.deep_check)
