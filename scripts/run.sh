@@ -51,7 +51,19 @@ if ! curl -fs "$AWS_ENDPOINT_URL/moto-api/" >/dev/null 2>&1; then
 fi
 
 say "Creating the shared platform in the emulator"
-./target/debug/statehouse dev bootstrap --out .dev/platform.env >/dev/null
+if [ "${STATEHOUSE_DEV_SECOND_ACCOUNT:-}" = 1 ]; then
+    # Two cells in two emulated accounts: cell-1 here, and `dedicated` in account
+    # 222222222222 (us-west-2), reached by AssumeRole; both in .dev/cells.toml.
+    rm -f .dev/cells.toml
+    ./target/debug/statehouse dev bootstrap --out .dev/platform.env \
+        --cells-file .dev/cells.toml --cell cell-1 >/dev/null
+    AWS_REGION=us-west-2 ./target/debug/statehouse dev bootstrap --name statehouse-dedicated \
+        --out .dev/dedicated.env --role-arn arn:aws:iam::222222222222:role/statehouse-cell \
+        --cells-file .dev/cells.toml --cell dedicated --capacity 5 >/dev/null
+    export STATEHOUSE_CELLS_FILE=$PWD/.dev/cells.toml
+else
+    ./target/debug/statehouse dev bootstrap --out .dev/platform.env >/dev/null
+fi
 set -a; source .dev/platform.env; set +a
 
 # On AWS, ECS registers each running task with its service's target group; the emulator

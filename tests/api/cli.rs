@@ -159,6 +159,69 @@ async fn serve_refuses_a_short_bootstrap_token(pool: PgPool) {
     assert!(text(&out.stderr).contains("at least 16 characters"));
 }
 
+#[sqlx::test]
+async fn serve_worker_and_sweep_refuse_a_wrong_cells_file_naming_the_cell_and_the_field(
+    pool: PgPool,
+) {
+    let dir = std::env::temp_dir().join(format!("statehouse-cells-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cells.toml");
+    // The second cell's role ARN has a 4-digit account.
+    std::fs::write(
+        &file,
+        r#"
+[[cell]]
+name = "cell-1"
+region = "us-east-1"
+cluster = "statehouse"
+listener_arn = "arn:aws:elasticloadbalancing:us-east-1:111111111111:listener/app/shared/50dc6c495c0c9188/f2f7dc8efc522ab2"
+vpc_id = "vpc-0a"
+subnets = ["subnet-0a"]
+security_groups = ["sg-0a"]
+execution_role_arn = "arn:aws:iam::111111111111:role/statehouse-execution"
+
+[[cell]]
+name = "ca-dedicated"
+region = "us-west-1"
+role_arn = "arn:aws:iam::2222:role/statehouse-cell"
+cluster = "statehouse"
+listener_arn = "arn:aws:elasticloadbalancing:us-west-1:222222222222:listener/app/shared/60dc6c495c0c9188/a2f7dc8efc522ab2"
+vpc_id = "vpc-0b"
+subnets = ["subnet-1a"]
+security_groups = ["sg-1a"]
+execution_role_arn = "arn:aws:iam::222222222222:role/statehouse-execution"
+"#,
+    )
+    .unwrap();
+    for args in [
+        &["serve", "--no-worker", "--listen", "127.0.0.1:0"][..],
+        &["serve", "--listen", "127.0.0.1:0"][..],
+        &["worker", "--listen", "127.0.0.1:0"][..],
+        &["sweep"][..],
+    ] {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("DATABASE_URL", database_url(&pool))
+            .env("STATEHOUSE_CELLS_FILE", &file)
+            .env("STATEHOUSE_BASE_DOMAIN", "humangov.example")
+            .env("AWS_REGION", "us-east-1")
+            .env("STATEHOUSE_ACCOUNT_ID", "111111111111")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cell `ca-dedicated`: `role_arn` is not an iam ARN"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
