@@ -42,7 +42,9 @@ pub enum RoundError {
 
 pub(super) async fn run(worker: Arc<Worker>) {
     let interval = worker.settings.resync_interval;
-    let tick = (interval / 4).clamp(Duration::from_millis(200), Duration::from_secs(5));
+    // Often enough for whichever of the two rounds comes more often.
+    let tick = (interval.min(worker.settings.deep_resync_interval) / 4)
+        .clamp(Duration::from_millis(200), Duration::from_secs(5));
     let task_definitions = TaskDefinitions::default();
     let cells: Vec<String> = worker
         .platform
