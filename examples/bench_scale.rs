@@ -169,12 +169,12 @@ impl Env {
             share,
             ..Default::default()
         };
-        let budget = statehouse::cli::worker::budgeted(&settings, metrics.clone());
+        let budget = statehouse::worker::clients::budgeted(&settings, metrics.clone());
         let counter = Aws::metrics_counter(metrics.clone());
         let aws = Aws::with_budget(&config, counter.clone(), Some(budget.clone()))
             .with_origin(config, counter, budget);
         let cell_aws =
-            statehouse::cli::worker::cell_clients(&aws, &platform, &settings, metrics.clone())
+            statehouse::worker::clients::cell_clients(&aws, &platform, &settings, metrics.clone())
                 .await
                 .unwrap();
         let reports: Arc<Mutex<Vec<PassReport>>> = Arc::default();

@@ -17,7 +17,7 @@ mod sweep;
 pub mod synthetic;
 mod tenants;
 mod wait;
-pub mod worker;
+mod worker;
 
 use clap::{Parser, Subcommand};
 

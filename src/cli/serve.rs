@@ -55,8 +55,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .region()
                 .is_some()
                 .then(|| -> anyhow::Result<_> {
-                    let budget =
-                        super::worker::budgeted(&args.worker.budget.settings()?, metrics.clone());
+                    let budget = crate::worker::clients::budgeted(
+                        &args.worker.budget.settings()?,
+                        metrics.clone(),
+                    );
                     let counter = crate::aws::Aws::metrics_counter(metrics.clone());
                     Ok(crate::aws::Aws::with_budget(&config, counter, Some(budget)))
                 })

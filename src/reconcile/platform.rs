@@ -95,15 +95,4 @@ impl Platform {
     pub fn endpoint(&self, slug: StateSlug) -> String {
         format!("https://{}", self.host(slug))
     }
-
-    pub fn table_arn(&self, table: &str) -> String {
-        format!(
-            "arn:aws:dynamodb:{}:{}:table/{table}",
-            self.region, self.account
-        )
-    }
-
-    pub fn role_arn(&self, role: &str) -> String {
-        format!("arn:aws:iam::{}:role/{role}", self.account)
-    }
 }

@@ -42,27 +42,19 @@ pub(super) async fn run(worker: Arc<Worker>) {
         .collect();
     loop {
         for cell in &cells {
-            let round = format!("health:{cell}");
-            match db::rounds::claim(&worker.pool, &round, &worker.id, interval).await {
-                Ok(true) => {
-                    let report = observe_cell(
-                        &worker.pool,
-                        worker.aws_for(cell),
-                        &worker.platform,
-                        cell,
-                        &worker.metrics,
-                    )
-                    .await;
-                    match report {
-                        Ok(r) => tracing::debug!(
-                            cell = %cell, observed = r.observed, failed = r.failed,
-                            aws_calls = r.aws_calls, "health round finished"
-                        ),
-                        Err(e) => tracing::warn!(cell = %cell, error = %e, "health round failed"),
-                    }
-                }
-                Ok(false) => {}
-                Err(e) => tracing::warn!(cell = %cell, error = %e, "cannot claim the health round"),
+            if !worker
+                .claim_round(&format!("health:{cell}"), interval)
+                .await
+            {
+                continue;
+            }
+            let aws = worker.aws_for(cell);
+            match observe_cell(&worker.pool, aws, &worker.platform, cell, &worker.metrics).await {
+                Ok(r) => tracing::debug!(
+                    cell = %cell, observed = r.observed, failed = r.failed,
+                    aws_calls = r.aws_calls, "health round finished"
+                ),
+                Err(e) => tracing::warn!(cell = %cell, error = %e, "health round failed"),
             }
         }
         tokio::time::sleep(tick).await;

@@ -2,6 +2,7 @@
 //! concurrency), release them with when to look again. Woken by NOTIFY for API writes, and
 //! by the earliest due time otherwise (backoffs, resyncs, expired leases of dead workers).
 
+pub mod clients;
 pub mod health;
 mod pass;
 pub mod resync;
@@ -81,6 +82,18 @@ pub type Observer = Arc<dyn Fn(&PassReport) + Send + Sync>;
 const MAX_IDLE: Duration = Duration::from_secs(5);
 
 impl Worker {
+    /// Takes the periodic round `round` if it is due (see `db::rounds`); a database error
+    /// is logged and counts as not taken, so the next tick tries again.
+    pub(crate) async fn claim_round(&self, round: &str, every: Duration) -> bool {
+        match db::rounds::claim(&self.pool, round, &self.id, every).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!(round, error = %e, "cannot claim the round");
+                false
+            }
+        }
+    }
+
     /// The clients that reach `cell`.
     pub fn aws_for(&self, cell: &str) -> &Aws {
         self.cell_aws.get(cell).unwrap_or(&self.aws)

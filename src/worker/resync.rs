@@ -60,69 +60,66 @@ pub(super) async fn run(worker: Arc<Worker>) {
         }
     }
     let deep = worker.settings.deep_resync_interval;
+    let actor = format!("worker:{}", worker.id);
     loop {
         for first in &accounts {
-            let round = format!("iam:{}", first.account);
-            match db::rounds::claim(&worker.pool, &round, &worker.id, deep).await {
-                Ok(true) => {
-                    let cells: Vec<&Cell> = worker
-                        .platform
-                        .cells
-                        .iter()
-                        .filter(|c| c.account == first.account)
-                        .collect();
-                    let report = roles_of_account(
-                        &worker.pool,
-                        worker.aws_for(&first.name),
-                        &worker.platform,
-                        &cells,
-                        &worker.metrics,
-                        &format!("worker:{}", worker.id),
-                    )
-                    .await;
-                    match report {
-                        Ok(r) => tracing::debug!(
-                            account = %first.account, compared = r.compared, drifted = r.drifted.len(),
-                            aws_calls = r.aws_calls, "role check finished"
-                        ),
-                        Err(e) => {
-                            tracing::warn!(account = %first.account, error = %e, "role check failed")
-                        }
-                    }
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(account = %first.account, error = %e, "cannot claim the role check")
-                }
+            if !worker
+                .claim_round(&format!("iam:{}", first.account), deep)
+                .await
+            {
+                continue;
             }
+            let cells: Vec<&Cell> = worker
+                .platform
+                .cells
+                .iter()
+                .filter(|c| c.account == first.account)
+                .collect();
+            let aws = worker.aws_for(&first.name);
+            let report = roles_of_account(
+                &worker.pool,
+                aws,
+                &worker.platform,
+                &cells,
+                &worker.metrics,
+                &actor,
+            )
+            .await;
+            log(&format!("role check of account {}", first.account), report);
         }
         for cell in &cells {
-            let round = format!("resync:{cell}");
-            match db::rounds::claim(&worker.pool, &round, &worker.id, interval).await {
-                Ok(true) => {
-                    let report = resync_cell(
-                        &worker.pool,
-                        worker.aws_for(cell),
-                        &worker.platform,
-                        cell,
-                        &task_definitions,
-                        &worker.metrics,
-                        &format!("worker:{}", worker.id),
-                    )
-                    .await;
-                    match report {
-                        Ok(r) => tracing::debug!(
-                            cell = %cell, compared = r.compared, drifted = r.drifted.len(),
-                            aws_calls = r.aws_calls, "resync round finished"
-                        ),
-                        Err(e) => tracing::warn!(cell = %cell, error = %e, "resync round failed"),
-                    }
-                }
-                Ok(false) => {}
-                Err(e) => tracing::warn!(cell = %cell, error = %e, "cannot claim the resync round"),
+            if !worker
+                .claim_round(&format!("resync:{cell}"), interval)
+                .await
+            {
+                continue;
             }
+            let aws = worker.aws_for(cell);
+            let report = resync_cell(
+                &worker.pool,
+                aws,
+                &worker.platform,
+                cell,
+                &task_definitions,
+                &worker.metrics,
+                &actor,
+            )
+            .await;
+            log(&format!("resync round of cell {cell}"), report);
         }
         tokio::time::sleep(tick).await;
+    }
+}
+
+fn log(what: &str, report: Result<RoundReport, RoundError>) {
+    match report {
+        Ok(r) => tracing::debug!(
+            compared = r.compared,
+            drifted = r.drifted.len(),
+            aws_calls = r.aws_calls,
+            "{what} finished"
+        ),
+        Err(e) => tracing::warn!(error = %e, "{what} failed"),
     }
 }
 

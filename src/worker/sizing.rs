@@ -86,13 +86,13 @@ pub(super) async fn run(worker: Arc<Worker>) {
     loop {
         for cell in &cells {
             let oom = format!("out-of-memory:{cell}");
-            if claim(&worker, &oom, settings.oom_interval).await {
+            if worker.claim_round(&oom, settings.oom_interval).await {
                 if let Err(e) = in_cell(cell).check_out_of_memory(cell, Utc::now()).await {
                     tracing::warn!(cell = %cell, error = %e, "out-of-memory check failed");
                 }
             }
             let slice = settings.interval / slices(sized.get(cell).copied().unwrap_or(0)) as u32;
-            if claim(&worker, &format!("sizing:{cell}"), slice).await {
+            if worker.claim_round(&format!("sizing:{cell}"), slice).await {
                 match in_cell(cell).recommend_due(cell, Utc::now()).await {
                     Ok((n, report)) => {
                         sized.insert(cell.clone(), n);
@@ -106,16 +106,6 @@ pub(super) async fn run(worker: Arc<Worker>) {
             tracing::warn!(error = %e, "cannot follow sizing changes; retrying");
         }
         tokio::time::sleep(tick).await;
-    }
-}
-
-async fn claim(worker: &Worker, round: &str, every: Duration) -> bool {
-    match db::rounds::claim(&worker.pool, round, &worker.id, every).await {
-        Ok(claimed) => claimed,
-        Err(e) => {
-            tracing::warn!(round, error = %e, "cannot claim the round");
-            false
-        }
     }
 }
 

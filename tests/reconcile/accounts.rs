@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use statehouse::{
     domain::{state::StateSlug, tenant::DataPolicy},
-    reconcile::{bucket, inventory, role},
+    reconcile::{bucket, role},
 };
 
 use crate::{
@@ -25,15 +25,7 @@ async fn kinds(
     tenant: &str,
 ) -> Vec<&'static str> {
     let cell = stack.platform.cell(cell).unwrap();
-    let inv = inventory::take(aws, cell, "humangov").await.unwrap();
-    let mut kinds: Vec<_> = inv
-        .get(tenant)
-        .into_iter()
-        .flatten()
-        .map(|f| f.kind)
-        .collect();
-    kinds.sort_unstable();
-    kinds
+    stack.leftovers_in(aws, cell, tenant).await
 }
 
 #[sqlx::test]

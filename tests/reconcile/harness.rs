@@ -280,7 +280,7 @@ impl Stack {
             share: 1.0,
             ..Default::default()
         };
-        self.cell_aws = statehouse::cli::worker::cell_clients(
+        self.cell_aws = statehouse::worker::clients::cell_clients(
             &self.aws,
             &self.platform,
             &budget,
@@ -331,9 +331,12 @@ impl Stack {
 
     /// The kinds of what the emulator holds tagged for `tenant`, sorted.
     pub async fn leftovers(&self, tenant: &str) -> Vec<&'static str> {
-        let inv = inventory::take(&self.aws, self.cell(), "humangov")
-            .await
-            .unwrap();
+        self.leftovers_in(&self.aws, self.cell(), tenant).await
+    }
+
+    /// As [`Stack::leftovers`], in `cell`, read with `aws` (the clients that reach it).
+    pub async fn leftovers_in(&self, aws: &Aws, cell: &Cell, tenant: &str) -> Vec<&'static str> {
+        let inv = inventory::take(aws, cell, "humangov").await.unwrap();
         let mut kinds: Vec<_> = inv
             .get(tenant)
             .into_iter()

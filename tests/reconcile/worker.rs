@@ -56,7 +56,7 @@ async fn california_gets_every_resource_with_the_required_settings(pool: PgPool)
     assert_eq!(resource(&t.resources, "bucket", "name"), names.bucket);
 
     // Table: on demand, hash key id, encrypted, point-in-time recovery.
-    let table_arn = stack.platform.table_arn(&names.table);
+    let table_arn = stack.cell().table_arn(&names.table);
     let tb = table::observe(
         &aws.dynamodb,
         &table::TableSpec {
@@ -131,7 +131,7 @@ async fn california_gets_every_resource_with_the_required_settings(pool: PgPool)
     assert_eq!(td.network_mode().map(|m| m.as_str()), Some("awsvpc"));
     assert_eq!(
         td.task_role_arn(),
-        Some(stack.platform.role_arn(&names.task_role).as_str())
+        Some(stack.cell().role_arn_of(&names.task_role).as_str())
     );
     assert_eq!(
         td.execution_role_arn(),
