@@ -173,10 +173,16 @@ impl Env {
         let counter = Aws::metrics_counter(metrics.clone());
         let aws = Aws::with_budget(&config, counter.clone(), Some(budget.clone()))
             .with_origin(config, counter, budget);
-        let cell_aws =
-            statehouse::worker::clients::cell_clients(&aws, &platform, &settings, metrics.clone())
-                .await
-                .unwrap();
+        let cell_aws = statehouse::worker::clients::cell_clients(
+            &aws,
+            &platform.account,
+            &platform.region,
+            &platform.cells,
+            &settings,
+            metrics.clone(),
+        )
+        .await
+        .unwrap();
         let reports: Arc<Mutex<Vec<PassReport>>> = Arc::default();
         let sink = reports.clone();
         let hour = Duration::from_secs(3600);

@@ -87,6 +87,24 @@ pub struct CellConfig {
     pub alarm_topic_arn: Option<String>,
 }
 
+impl From<CellConfig> for crate::reconcile::platform::Cell {
+    fn from(c: CellConfig) -> Self {
+        Self {
+            name: c.name,
+            cluster: c.cluster,
+            listener_arn: c.listener_arn,
+            vpc_id: c.vpc_id,
+            subnets: c.subnets,
+            security_groups: c.security_groups,
+            account: c.account,
+            region: c.region,
+            execution_role_arn: c.execution_role_arn,
+            role_arn: c.role_arn,
+            alarm_topic_arn: c.alarm_topic_arn,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CellDoc {

@@ -489,22 +489,7 @@ impl PlatformArgs {
             log_retention_days: self.checked_retention()?,
             deployment_timeout: self.deployment_timeout,
             alarms: self.alarms.settings()?,
-            cells: cells
-                .into_iter()
-                .map(|c| Cell {
-                    name: c.name,
-                    cluster: c.cluster,
-                    listener_arn: c.listener_arn,
-                    vpc_id: c.vpc_id,
-                    subnets: c.subnets,
-                    security_groups: c.security_groups,
-                    account: c.account,
-                    region: c.region,
-                    execution_role_arn: c.execution_role_arn,
-                    role_arn: c.role_arn,
-                    alarm_topic_arn: c.alarm_topic_arn,
-                })
-                .collect(),
+            cells: cells.into_iter().map(Cell::from).collect(),
         })
     }
 

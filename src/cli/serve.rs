@@ -1,12 +1,15 @@
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::{
+    aws::Aws,
     config::ServeArgs,
     http::{self, AppState, Tuning},
     metrics::Metrics,
+    reconcile::platform::Cell,
+    worker::clients,
 };
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -42,28 +45,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         cache_ttl: args.cache_ttl,
     };
     // `/v1/tenants/{name}/health` reads AWS with the worker's clients, or with clients of
-    // its own when this process runs no worker (and has a region to call).
-    let cell_aws = worker
-        .as_ref()
-        .map(|w| w.cell_aws.clone())
-        .unwrap_or_default();
-    let aws = match &worker {
-        Some(w) => Some(w.aws.clone()),
-        None => {
-            let config = crate::aws::Aws::load_config().await;
-            config
-                .region()
-                .is_some()
-                .then(|| -> anyhow::Result<_> {
-                    let budget = crate::worker::clients::budgeted(
-                        &args.worker.budget.settings()?,
-                        metrics.clone(),
-                    );
-                    let counter = crate::aws::Aws::metrics_counter(metrics.clone());
-                    Ok(crate::aws::Aws::with_budget(&config, counter, Some(budget)))
-                })
-                .transpose()?
-        }
+    // its own when this process runs no worker (and has a region to call): those of each
+    // cell of the cells file too, so that a tenant in another account or region is read
+    // there.
+    let (aws, cell_aws) = match &worker {
+        Some(w) => (Some(w.aws.clone()), w.cell_aws.clone()),
+        None => match own_clients(&args, file_cells.as_deref(), metrics.clone()).await? {
+            Some((aws, cell_aws)) => (Some(aws), cell_aws),
+            None => (None, Default::default()),
+        },
     };
     let mut state = AppState::new(pool, settings, metrics, bootstrap_token_hash, tuning);
     if let Some(aws) = aws {
@@ -83,4 +73,36 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     api?;
     Ok(())
+}
+
+/// The API's own AWS clients when it runs no worker: the home clients, and one set per cell
+/// of the cells file that is in another account or region. `None` without a region.
+async fn own_clients(
+    args: &ServeArgs,
+    file_cells: Option<&[crate::cells::CellConfig]>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Option<(Aws, HashMap<String, Aws>)>> {
+    let config = Aws::load_config().await;
+    let Some(region) = config.region().map(|r| r.as_ref().to_owned()) else {
+        return Ok(None);
+    };
+    let settings = args.worker.budget.settings()?;
+    let budget = clients::budgeted(&settings, metrics.clone());
+    let counter = Aws::metrics_counter(metrics.clone());
+    let aws = Aws::with_budget(&config, counter.clone(), Some(budget.clone()))
+        .with_origin(config, counter, budget);
+    let Some(file_cells) = file_cells else {
+        return Ok(Some((aws, HashMap::new())));
+    };
+    let account = match &args.platform.account_id {
+        Some(a) => a.clone(),
+        None => aws.account_id().await.context(
+            "cannot find the AWS account the cells file's cells are reached from \
+             (set STATEHOUSE_ACCOUNT_ID or check credentials)",
+        )?,
+    };
+    let cells: Vec<Cell> = file_cells.iter().cloned().map(Cell::from).collect();
+    let cell_aws =
+        clients::cell_clients(&aws, &account, &region, &cells, &settings, metrics).await?;
+    Ok(Some((aws, cell_aws)))
 }

@@ -58,7 +58,15 @@ pub async fn run(args: SweepArgs) -> anyhow::Result<()> {
     )
     .await?;
     let metrics = Arc::new(Metrics::default());
-    let clients = crate::worker::clients::cell_clients(&aws, &platform, &budget, metrics).await?;
+    let clients = crate::worker::clients::cell_clients(
+        &aws,
+        &platform.account,
+        &platform.region,
+        &platform.cells,
+        &budget,
+        metrics,
+    )
+    .await?;
     let mut findings = Findings::default();
     let mut report = Report::default();
     // Every cell of the platform: the one of STATEHOUSE_CELL, or each cell of the file.

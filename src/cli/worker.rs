@@ -33,7 +33,15 @@ pub async fn build(
         .context("cannot connect the worker to the database at DATABASE_URL")?;
     let budget = worker.budget.settings()?;
     let (aws, platform) = aws_and_platform(platform, cell, &budget, metrics.clone()).await?;
-    let cell_aws = clients::cell_clients(&aws, &platform, &budget, metrics.clone()).await?;
+    let cell_aws = clients::cell_clients(
+        &aws,
+        &platform.account,
+        &platform.region,
+        &platform.cells,
+        &budget,
+        metrics.clone(),
+    )
+    .await?;
     Ok(Worker {
         id: Worker::new_id(),
         pool,

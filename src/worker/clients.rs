@@ -8,16 +8,20 @@ use crate::{
         Aws,
     },
     metrics::Metrics,
-    reconcile::platform::Platform,
+    reconcile::platform::Cell,
 };
 
 /// Clients for each cell in another account or region than the process's own: in the
 /// cell's region, with credentials from AssumeRole on the cell's role (the SDK's provider,
 /// which refreshes them before they expire), counted like every other call, and with the
 /// call budget of the cell's account and region (shared by the cells there).
+///
+/// `account` and `region` are the process's own (those of `home`).
 pub async fn cell_clients(
     home: &Aws,
-    platform: &Platform,
+    account: &str,
+    region: &str,
+    cells: &[Cell],
     settings: &BudgetSettings,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<HashMap<String, Aws>> {
@@ -27,20 +31,17 @@ pub async fn cell_clients(
         return Ok(HashMap::new());
     };
     let mut budgets: HashMap<(String, String), Arc<Budget>> = HashMap::new();
-    budgets.insert(
-        (platform.account.clone(), platform.region.clone()),
-        home_budget.clone(),
-    );
+    budgets.insert((account.to_owned(), region.to_owned()), home_budget.clone());
     let mut clients = HashMap::new();
-    for cell in &platform.cells {
+    for cell in cells {
         if cell.role_arn.is_none() {
-            if cell.account != platform.account {
+            if cell.account != account {
                 anyhow::bail!(
-                    "cell `{}` is in account {}, but this process's credentials are for {}: give the cell a `role_arn` to assume",
-                    cell.name, cell.account, platform.account
+                    "cell `{}` is in account {}, but this process's credentials are for {account}: give the cell a `role_arn` to assume",
+                    cell.name, cell.account
                 );
             }
-            if cell.region == platform.region {
+            if cell.region == region {
                 continue;
             }
         }

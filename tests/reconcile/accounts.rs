@@ -11,6 +11,7 @@ use statehouse::{
 
 use crate::{
     harness::{settings, spec, Stack},
+    process::{base_env, database_url, Proc},
     proxy::{FaultConfig, Rule},
 };
 
@@ -246,6 +247,64 @@ async fn the_sweep_inventories_every_cell_of_the_cells_file_each_in_its_account(
         !kinds(&stack.aws, &stack, "cell-1", "ohio").await.is_empty(),
         "ohio is live and kept"
     );
+    let _ = std::fs::remove_file(file);
+    stack.stop().await;
+}
+
+#[sqlx::test]
+async fn an_api_without_a_worker_reads_a_tenant_s_live_health_in_its_cell_s_own_account(
+    pool: PgPool,
+) {
+    const TOKEN: &str = "accounts-test-admin-token-0123456789";
+    let mut stack = Stack::without_worker(pool, 1, Duration::from_secs(600)).await;
+    stack
+        .add_cell_in_account("dedicated", OTHER_ROLE, OTHER_REGION)
+        .await;
+    stack.start_worker_observed(settings(), None);
+    stack.create_in("vermont", spec(), "dedicated").await;
+    stack.ready("vermont").await;
+
+    let file = cells_file(&stack);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut env = base_env(&stack, &database_url(&stack.pool));
+    for (k, v) in [
+        ("STATEHOUSE_LISTEN", format!("127.0.0.1:{port}")),
+        ("STATEHOUSE_BOOTSTRAP_ADMIN_TOKEN", TOKEN.to_owned()),
+        ("STATEHOUSE_CELLS_FILE", file.display().to_string()),
+    ] {
+        env.push((k.to_owned(), v));
+    }
+    let serve = Proc::spawn("serve-no-worker", &["serve", "--no-worker"], &env);
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/v1/tenants/vermont/health");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let reading: serde_json::Value = loop {
+        if let Ok(r) = client.get(&url).bearer_auth(TOKEN).send().await {
+            assert_eq!(r.status(), 200, "{}", serve.output());
+            break r.json().await.unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not start:\n{}",
+            serve.output()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Read in the dedicated cell's account, where the service runs; the main account has
+    // no service of that name.
+    assert_eq!(reading["health"]["tasks"]["running"], 1, "{reading}");
+    let task_definition = reading["health"]["deployment"]["task_definition"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        task_definition.starts_with(&format!("arn:aws:ecs:{OTHER_REGION}:222222222222:")),
+        "{reading}"
+    );
+    drop(serve);
     let _ = std::fs::remove_file(file);
     stack.stop().await;
 }

@@ -282,7 +282,9 @@ impl Stack {
         };
         self.cell_aws = statehouse::worker::clients::cell_clients(
             &self.aws,
-            &self.platform,
+            &self.platform.account,
+            &self.platform.region,
+            &self.platform.cells,
             &budget,
             self.metrics.clone(),
         )
