@@ -12,7 +12,10 @@
 //!    interval, a twelfth of them per resync).
 //! 3. Projection: from those per-tenant costs, the share of each documented limit 56 tenants
 //!    use at a 5-minute resync, and how many tenants one account and region could hold under
-//!    20 % of every limit.
+//!    20 % of every limit. A round's calls are part fixed per cell (the load balancer's
+//!    target groups, the listener's rules) and part per tenant (the batches): measured in
+//!    one cell of 56 and in three cells of the same 56, they give both parts, and a large
+//!    fleet is projected in full cells (placement fills a cell before the next).
 //! 4. At rest, per tenant per hour: worker passes, AWS calls, events written (and the health
 //!    observer's calls, reported apart: it is not part of the resync).
 //!
@@ -335,6 +338,27 @@ async fn onboard(env: &Env) -> Duration {
     started.elapsed()
 }
 
+/// Settles the fleet and measures one resync round of every cell at rest: the calls by
+/// bucket, the events written and the tenants found drifted.
+async fn round_at_rest(
+    env: &Env,
+    task_definitions: &TaskDefinitions,
+) -> (BTreeMap<&'static str, f64>, i64, usize) {
+    // The emulator forgets some deployment settings CreateService is given, which the first
+    // round finds and a full pass puts back; from then on the fleet is at rest.
+    for _ in 0..3 {
+        if rounds(env, task_definitions).await == 0 {
+            break;
+        }
+        env.all_whole().await;
+    }
+    let events_before = env.events().await;
+    let before = calls(&env.aws);
+    let drifted = rounds(env, task_definitions).await;
+    let round = by_bucket(&env.aws, &before);
+    (round, env.events().await - events_before, drifted)
+}
+
 /// Runs a resync round of every cell; returns the tenants found drifted.
 async fn rounds(env: &Env, task_definitions: &TaskDefinitions) -> usize {
     let metrics = Metrics::default();
@@ -372,6 +396,7 @@ async fn main() {
         "one cell:                                      {:>7.1} s",
         in_one.as_secs_f64()
     );
+    let (round_one, _, _) = round_at_rest(&one, &TaskDefinitions::default()).await;
     one.stop().await;
     let env = Env::start(&admin_url, true, share).await;
     let in_three = onboard(&env).await;
@@ -381,22 +406,9 @@ async fn main() {
         in_three.as_secs_f64() / in_one.as_secs_f64()
     );
 
-    // The emulator forgets some deployment settings CreateService is given, which the first
-    // round finds and a full pass puts back; from then on the fleet is at rest.
-    let task_definitions = TaskDefinitions::default();
-    for _ in 0..3 {
-        if rounds(&env, &task_definitions).await == 0 {
-            break;
-        }
-        env.all_whole().await;
-    }
-
     // One resync round of every cell, at rest.
-    let events_before = env.events().await;
-    let before = calls(&env.aws);
-    let drifted = rounds(&env, &task_definitions).await;
-    let round = by_bucket(&env.aws, &before);
-    let events_round = env.events().await - events_before;
+    let task_definitions = TaskDefinitions::default();
+    let (round, events_round, drifted) = round_at_rest(&env, &task_definitions).await;
 
     // One deep check of every tenant: made due at once, as their phase would.
     let passes_before = env.reports.lock().unwrap().len();
@@ -506,60 +518,108 @@ async fn main() {
         "total", "", "", "<= 1.5"
     );
 
+    // A round's calls, fixed per cell and per tenant: the one-cell fleet made `c1` calls in
+    // one cell, the three-cell fleet `c3` in three, for the same tenants.
+    let cells = env.platform.cells.len() as f64;
+    let full = f64::from(statehouse::config::MAX_CELL_CAPACITY);
+    let mut parts: BTreeMap<Bucket, (f64, f64)> = BTreeMap::new();
     println!(
-        "\n== Projection at a {} s resync, against the documented limits ==",
-        RESYNC.as_secs()
+        "\n== A round's calls: fixed per cell, and per tenant (1 cell of {TENANTS}, then {cells} cells of the same) =="
     );
     println!(
-        "{:<30} {:>10} {:>16} {:>18}",
-        "bucket", "limit /s", "56 tenants use", "tenants under 20%"
+        "{:<30} {:>8} {:>8} {:>9} {:>11} {:>22}",
+        "bucket", "1 cell", "3 cells", "per cell", "per tenant", "per tenant, full cells"
     );
-    let mut fleet_max = f64::INFINITY;
-    for (bucket, rate) in &per_tenant_rate {
-        let limit = bucket.documented().rate;
-        let share = rate * n / limit * 100.0;
-        let max = if *rate > 0.0 {
-            0.2 * limit / rate
-        } else {
-            f64::INFINITY
-        };
-        fleet_max = fleet_max.min(max);
-        let max_text = if max.is_finite() {
-            format!("{max:.0}")
-        } else {
-            "-".into()
-        };
-        println!(
-            "{:<30} {limit:>10.1} {share:>15.3}% {max_text:>18}",
-            bucket.as_str()
-        );
+    for bucket in Bucket::ALL {
+        let c1 = round_one.get(bucket.as_str()).copied().unwrap_or(0.0);
+        let c3 = round.get(bucket.as_str()).copied().unwrap_or(0.0);
+        let per_cell = ((c3 - c1) / (cells - 1.0)).max(0.0);
+        let per_tenant = ((c1 - per_cell) / n).max(0.0);
+        parts.insert(bucket, (per_cell, per_tenant));
+        if c1 + c3 > 0.0 {
+            println!(
+                "{:<30} {c1:>8.0} {c3:>8.0} {per_cell:>9.2} {per_tenant:>11.3} {:>22.3}",
+                bucket.as_str(),
+                per_cell / full + per_tenant
+            );
+        }
     }
-    println!("one account and region holds {fleet_max:.0} tenants under 20% of every limit (goal >= 10000)");
-
-    // The same from the measured parts, at other cadences: a round's calls scale with the
-    // resync interval, a deep check's with the deep interval.
-    println!("\ntenants one account and region holds under 20% of every limit, by cadence (limiting bucket):");
-    for (resync, deep_every) in [
-        (300.0, 3600.0),
-        (300.0, 6.0 * 3600.0),
-        (900.0, 6.0 * 3600.0),
-        (300.0, 24.0 * 3600.0),
-    ] {
+    // Calls per tenant per second at a cadence: the round's (in cells of `cell_size`) over the
+    // resync interval, the deep check's over the deep interval.
+    let rate = |bucket: Bucket, resync: f64, deep_every: f64, cell_size: f64| {
+        let (per_cell, per_tenant) = parts[&bucket];
+        let d = deep.get(bucket.as_str()).copied().unwrap_or(0.0) / n;
+        (per_cell / cell_size + per_tenant) / resync + d / deep_every
+    };
+    // The most tenants under 20 % of every limit at a cadence, and the bucket that limits.
+    let most = |resync: f64, deep_every: f64, cell_size: f64| {
         let mut best = (f64::INFINITY, "");
         for bucket in Bucket::ALL {
-            let r = round.get(bucket.as_str()).copied().unwrap_or(0.0) / n;
-            let d = deep.get(bucket.as_str()).copied().unwrap_or(0.0) / n;
-            let rate = r / resync + d / deep_every;
-            if rate > 0.0 {
-                let max = 0.2 * bucket.documented().rate / rate;
+            let r = rate(bucket, resync, deep_every, cell_size);
+            if r > 0.0 {
+                let max = 0.2 * bucket.documented().rate / r;
                 if max < best.0 {
                     best = (max, bucket.as_str());
                 }
             }
         }
+        best
+    };
+
+    println!(
+        "\n== Projection at a {} s resync, against the documented limits ==",
+        RESYNC.as_secs()
+    );
+    println!(
+        "{:<30} {:>9} {:>15} {:>17} {:>17}",
+        "bucket", "limit /s", "56 tenants use", "under 20%, full", "deep level alone"
+    );
+    for (bucket, rate_now) in &per_tenant_rate {
+        let limit = bucket.documented().rate;
+        let share = rate_now * n / limit * 100.0;
+        let text = |max: f64| {
+            if max.is_finite() {
+                format!("{max:.0}")
+            } else {
+                "-".into()
+            }
+        };
+        let r = rate(*bucket, RESYNC.as_secs_f64(), DEEP.as_secs_f64(), full);
+        let d = deep.get(bucket.as_str()).copied().unwrap_or(0.0) / n / DEEP.as_secs_f64();
         println!(
-            "  resync {:>4.0} s, deep interval {:>5.0} s: {:>7.0} ({})",
-            resync, deep_every, best.0, best.1
+            "{:<30} {limit:>9.1} {share:>14.3}% {:>17} {:>17}",
+            bucket.as_str(),
+            text(if r > 0.0 {
+                0.2 * limit / r
+            } else {
+                f64::INFINITY
+            }),
+            text(if d > 0.0 {
+                0.2 * limit / d
+            } else {
+                f64::INFINITY
+            }),
+        );
+    }
+    let (as_measured, by) = most(RESYNC.as_secs_f64(), DEEP.as_secs_f64(), n / cells);
+    let (in_full, by_full) = most(RESYNC.as_secs_f64(), DEEP.as_secs_f64(), full);
+    println!(
+        "one account and region holds {in_full:.0} tenants under 20% of every limit in full cells of {full} ({by_full}), \
+         {as_measured:.0} in cells of {:.0} as measured ({by}) (goal >= 10000)",
+        n / cells
+    );
+
+    println!("\ntenants one account and region holds under 20% of every limit in full cells, by cadence (limiting bucket):");
+    for (resync, deep_every) in [
+        (300.0, 3600.0),
+        (300.0, 4.0 * 3600.0),
+        (600.0, 4.0 * 3600.0),
+        (900.0, 6.0 * 3600.0),
+        (300.0, 24.0 * 3600.0),
+    ] {
+        let (max, bucket) = most(resync, deep_every, full);
+        println!(
+            "  resync {resync:>4.0} s, deep interval {deep_every:>5.0} s: {max:>7.0} ({bucket})"
         );
     }
 
