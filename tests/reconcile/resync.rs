@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use statehouse::{
     domain::state::StateSlug,
     metrics::Metrics,
-    reconcile::resync::TaskDefinitions,
+    reconcile::{resync::TaskDefinitions, rule},
     worker::{
         resync::{resync_cell, roles_of_account},
         PassReport,
@@ -168,7 +168,9 @@ async fn one_resync_of_thirty_tenants_in_three_cells_makes_exactly_the_batched_c
 }
 
 #[sqlx::test]
-async fn a_round_counts_its_calls_and_hands_a_drifted_tenant_to_one_full_pass(pool: PgPool) {
+async fn a_round_finds_a_service_out_of_bounds_and_a_deleted_rule_each_repaired_by_one_full_pass(
+    pool: PgPool,
+) {
     let mut s = settings();
     s.resync_interval = Duration::from_secs(1);
     let mut stack = Stack::without_worker(pool, 1, Duration::from_secs(600)).await;
@@ -246,6 +248,51 @@ async fn a_round_counts_its_calls_and_hands_a_drifted_tenant_to_one_full_pass(po
     );
     assert_eq!(
         repairing_passes(&reports, scaled).await,
+        [false],
+        "one full pass repaired it"
+    );
+
+    // The listener rule deleted by hand: the next round finds it missing, and one full
+    // pass puts it back.
+    let host = stack.platform.host(names.slug);
+    let listener = stack.cell().listener_arn.clone();
+    let rules = rule::list(&stack.aws.elb, &listener).await.unwrap();
+    let ours = rule::find(&rules, &host).expect("utah's rule").clone();
+    stack
+        .aws
+        .elb
+        .delete_rule()
+        .rule_arn(&ours.arn)
+        .send()
+        .await
+        .unwrap();
+    let deleted = Instant::now();
+    let deadline = deleted + Duration::from_secs(20);
+    let found: Vec<serde_json::Value> = loop {
+        let found: Vec<serde_json::Value> = sqlx::query_scalar(
+            "SELECT details FROM tenant_events WHERE tenant_name = 'utah' AND action = 'drift.found' \
+             ORDER BY id",
+        )
+        .fetch_all(&stack.pool)
+        .await
+        .unwrap();
+        if found.len() >= 2 {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no drift found: {found:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        found[1..]
+            .iter()
+            .any(|f| f["found"].to_string().contains("listener rule")),
+        "{found:?}"
+    );
+    stack.whole("utah").await;
+    let rules = rule::list(&stack.aws.elb, &listener).await.unwrap();
+    assert!(rule::find(&rules, &host).is_some(), "the rule is back");
+    assert_eq!(
+        repairing_passes(&reports, deleted).await,
         [false],
         "one full pass repaired it"
     );
