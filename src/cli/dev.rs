@@ -15,7 +15,10 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::aws::Aws;
+use crate::{
+    aws::{budget::BudgetSettings, Aws},
+    reconcile::platform::Cell,
+};
 
 #[derive(Subcommand, Debug)]
 pub enum DevCommand {
@@ -29,6 +32,7 @@ pub enum DevCommand {
     /// Register each running task of the cluster's services as a target of its service's
     /// target group, as ECS does on AWS and the emulator does not; tasks no longer running
     /// are deregistered. Without it every tenant in the emulator shows no healthy target.
+    /// With a cells file, in every cell's cluster, each reached as the worker reaches it.
     /// Emulator only.
     #[command(
         after_help = "Example (what `make run` does every few seconds):\n  set -a; . .dev/platform.env; set +a; statehouse dev attach-tasks"
@@ -45,9 +49,13 @@ pub enum DevCommand {
 
 #[derive(Args, Debug)]
 pub struct AttachArgs {
-    /// The cluster whose services' tasks are attached.
+    /// The cluster whose services' tasks are attached (without a cells file).
     #[arg(long, env = "STATEHOUSE_CLUSTER")]
-    cluster: String,
+    cluster: Option<String>,
+    /// The cells file (as the worker's): every cell's cluster is attached, each with the
+    /// cell's clients (its region, and AssumeRole on its role).
+    #[arg(long, env = "STATEHOUSE_CELLS_FILE")]
+    cells_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -95,19 +103,65 @@ pub async fn run(command: DevCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Makes each service's target group hold as many targets as the service runs tasks.
+/// Makes each service's target group hold as many targets as the service runs tasks, in
+/// the one cluster or in every cell of the cells file.
 async fn attach_tasks(args: AttachArgs) -> anyhow::Result<()> {
     if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
         bail!("AWS_ENDPOINT_URL is not set: this command is for the local emulator only (on AWS, ECS registers tasks itself)");
     }
-    let aws = Aws::new(&Aws::load_config().await);
+    let config = Aws::load_config().await;
+    let Some(path) = &args.cells_file else {
+        let cluster = args
+            .cluster
+            .context("name the cluster (--cluster or STATEHOUSE_CLUSTER) or give a cells file")?;
+        let changed = attach_cluster(&Aws::new(&config), &cluster).await?;
+        eprintln!("{changed} target(s) registered or deregistered");
+        return Ok(());
+    };
+    let region = config
+        .region()
+        .map(|r| r.as_ref().to_owned())
+        .context("no AWS region: set AWS_REGION")?;
+    let cells: Vec<Cell> = crate::cells::load(path, crate::config::MAX_CELL_CAPACITY)?
+        .into_iter()
+        .map(Cell::from)
+        .collect();
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+    let budget = BudgetSettings {
+        share: 1.0,
+        ..Default::default()
+    };
+    let counter = Aws::metrics_counter(metrics.clone());
+    let limits = crate::worker::clients::budgeted(&budget, metrics.clone());
+    let home = Aws::with_budget(&config, counter.clone(), Some(limits.clone()))
+        .with_origin(config, counter, limits);
+    let account = home
+        .account_id()
+        .await
+        .context("cannot find the emulator's account")?;
+    let clients =
+        crate::worker::clients::cell_clients(&home, &account, &region, &cells, &budget, metrics)
+            .await?;
+    let mut changed = 0;
+    for cell in &cells {
+        let aws = clients.get(&cell.name).unwrap_or(&home);
+        changed += attach_cluster(aws, &cell.cluster)
+            .await
+            .with_context(|| format!("cell `{}`", cell.name))?;
+    }
+    eprintln!("{changed} target(s) registered or deregistered");
+    Ok(())
+}
+
+/// [`attach`] for every service of `cluster`; how many targets changed.
+async fn attach_cluster(aws: &Aws, cluster: &str) -> anyhow::Result<usize> {
     let mut arns = Vec::new();
     let mut token = None;
     loop {
         let out = aws
             .ecs
             .list_services()
-            .cluster(&args.cluster)
+            .cluster(cluster)
             .set_next_token(token)
             .send()
             .await
@@ -123,7 +177,7 @@ async fn attach_tasks(args: AttachArgs) -> anyhow::Result<()> {
         let out = aws
             .ecs
             .describe_services()
-            .cluster(&args.cluster)
+            .cluster(cluster)
             .set_services(Some(batch.to_vec()))
             .send()
             .await
@@ -138,12 +192,11 @@ async fn attach_tasks(args: AttachArgs) -> anyhow::Result<()> {
                 let (Some(tg), Some(port)) = (lb.target_group_arn(), lb.container_port()) else {
                     continue;
                 };
-                changed += attach(&aws, tg, port, running, i).await?;
+                changed += attach(aws, tg, port, running, i).await?;
             }
         }
     }
-    eprintln!("{changed} target(s) registered or deregistered");
-    Ok(())
+    Ok(changed)
 }
 
 /// Registers or deregisters made-up task addresses until `tg` holds `running` targets.

@@ -10,13 +10,13 @@ use statehouse::{
 };
 
 use crate::{
-    harness::{settings, spec, Stack},
+    harness::{settings, spec, Stack, DEDICATED_REGION, DEDICATED_ROLE},
     process::{base_env, database_url, Proc},
     proxy::{FaultConfig, Rule},
 };
 
-const OTHER_ROLE: &str = "arn:aws:iam::222222222222:role/statehouse-cell";
-const OTHER_REGION: &str = "us-east-1";
+const OTHER_ROLE: &str = DEDICATED_ROLE;
+const OTHER_REGION: &str = DEDICATED_REGION;
 
 /// The kinds of resource `tenant` has in `cell`, read with `aws`.
 async fn kinds(
@@ -138,40 +138,9 @@ async fn a_role_that_cannot_be_assumed_fails_its_cell_s_tenants_clearly_and_the_
     stack.stop().await;
 }
 
-/// A cells file describing the stack's cells, as an operator would write it.
-fn cells_file(stack: &Stack) -> std::path::PathBuf {
-    let mut cells = Vec::new();
-    for c in &stack.platform.cells {
-        let mut t = toml::Table::new();
-        let text = |s: &str| toml::Value::String(s.to_owned());
-        let list = |v: &[String]| toml::Value::Array(v.iter().map(|s| text(s)).collect());
-        t.insert("name".into(), text(&c.name));
-        t.insert("region".into(), text(&c.region));
-        if let Some(role) = &c.role_arn {
-            t.insert("role_arn".into(), text(role));
-        }
-        t.insert("cluster".into(), text(&c.cluster));
-        t.insert("listener_arn".into(), text(&c.listener_arn));
-        t.insert("vpc_id".into(), text(&c.vpc_id));
-        t.insert("subnets".into(), list(&c.subnets));
-        t.insert("security_groups".into(), list(&c.security_groups));
-        t.insert("execution_role_arn".into(), text(&c.execution_role_arn));
-        cells.push(toml::Value::Table(t));
-    }
-    let mut doc = toml::Table::new();
-    doc.insert("cell".into(), toml::Value::Array(cells));
-    let path = std::env::temp_dir().join(format!("statehouse-cells-{}.toml", uuid::Uuid::now_v7()));
-    std::fs::write(&path, toml::to_string(&doc).unwrap()).unwrap();
-    path
-}
-
 #[sqlx::test]
 async fn the_sweep_inventories_every_cell_of_the_cells_file_each_in_its_account(pool: PgPool) {
-    let mut stack = Stack::without_worker(pool, 1, Duration::from_secs(600)).await;
-    stack
-        .add_cell_in_account("dedicated", OTHER_ROLE, OTHER_REGION)
-        .await;
-    stack.start_worker_observed(settings(), None);
+    let stack = Stack::with_dedicated_cell(pool).await;
     stack.create_in("vermont", spec(), "dedicated").await;
     stack.create("ohio", spec()).await;
     stack.ready("vermont").await;
@@ -193,7 +162,7 @@ async fn the_sweep_inventories_every_cell_of_the_cells_file_each_in_its_account(
         .unwrap();
     drop(conn);
 
-    let file = cells_file(&stack);
+    let file = stack.cells_file();
     let sweep = |args: &'static [&'static str]| {
         let env = stack.command_env();
         let file = file.clone();
@@ -256,15 +225,11 @@ async fn an_api_without_a_worker_reads_a_tenant_s_live_health_in_its_cell_s_own_
     pool: PgPool,
 ) {
     const TOKEN: &str = "accounts-test-admin-token-0123456789";
-    let mut stack = Stack::without_worker(pool, 1, Duration::from_secs(600)).await;
-    stack
-        .add_cell_in_account("dedicated", OTHER_ROLE, OTHER_REGION)
-        .await;
-    stack.start_worker_observed(settings(), None);
+    let stack = Stack::with_dedicated_cell(pool).await;
     stack.create_in("vermont", spec(), "dedicated").await;
     stack.ready("vermont").await;
 
-    let file = cells_file(&stack);
+    let file = stack.cells_file();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

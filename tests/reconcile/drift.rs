@@ -192,18 +192,7 @@ async fn a_paused_tenant_gets_no_mutating_call_and_is_repaired_on_resume(pool: P
     // While paused, a hand edit stays as it is, and no mutating call is made.
     let cell = stack.cell().clone();
     let host = stack.platform.host(StateSlug::parse("oregon").unwrap());
-    let rules = rule::list(&stack.aws.elb, &cell.listener_arn)
-        .await
-        .unwrap();
-    let ours = rule::find(&rules, &host).unwrap().clone();
-    stack
-        .aws
-        .elb
-        .delete_rule()
-        .rule_arn(&ours.arn)
-        .send()
-        .await
-        .unwrap();
+    stack.delete_rule_by_hand("oregon").await;
     let before = stack.mutating_calls();
     tokio::time::sleep(RESYNC * 2 + Duration::from_secs(1)).await;
     assert_eq!(

@@ -35,6 +35,11 @@ use crate::{
     REGION,
 };
 
+/// The role [`Stack::with_dedicated_cell`] assumes for its second account's cell.
+pub const DEDICATED_ROLE: &str = "arn:aws:iam::222222222222:role/statehouse-cell";
+/// The region of that cell.
+pub const DEDICATED_REGION: &str = "us-east-1";
+
 pub struct Stack {
     /// Kept so the emulator lives as long as the stack.
     _moto: Moto,
@@ -265,6 +270,39 @@ impl Stack {
     pub async fn add_cell(&mut self, name: &str) {
         let env = bootstrap_named(&self._moto.endpoint, Some(name)).await;
         self.platform.cells.push(cell_of(name, &env));
+    }
+
+    /// The listener rule of tenant `name` (in `cell-1`), if there is one.
+    pub async fn rule_of(&self, name: &str) -> Option<statehouse::reconcile::rule::ListedRule> {
+        use statehouse::reconcile::rule;
+        let host = self.platform.host(StateSlug::parse(name).unwrap());
+        let rules = rule::list(&self.aws.elb, &self.cell().listener_arn)
+            .await
+            .unwrap();
+        rule::find(&rules, &host).cloned()
+    }
+
+    /// Deletes the listener rule of tenant `name` (in `cell-1`), as a hand in the console.
+    pub async fn delete_rule_by_hand(&self, name: &str) {
+        let ours = self.rule_of(name).await.expect("the tenant's rule");
+        self.aws
+            .elb
+            .delete_rule()
+            .rule_arn(&ours.arn)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// A stack whose worker has, beside `cell-1`, the cell `dedicated` in another emulated
+    /// account ([`DEDICATED_ROLE`]'s) and region ([`DEDICATED_REGION`]).
+    pub async fn with_dedicated_cell(pool: PgPool) -> Self {
+        let mut stack = Self::without_worker(pool, 1, Duration::from_secs(600)).await;
+        stack
+            .add_cell_in_account("dedicated", DEDICATED_ROLE, DEDICATED_REGION)
+            .await;
+        stack.start_worker_observed(settings(), None);
+        stack
     }
 
     /// Adds a cell in the account of `role_arn` (assumed, as the worker does) and in
@@ -621,16 +659,55 @@ impl Stack {
 
     /// Makes each target group hold one target per running task, as ECS does on AWS.
     pub async fn attach_tasks(&self) {
-        let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_statehouse"))
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_statehouse"));
+        command
             .args(["dev", "attach-tasks"])
             .envs(self.command_env())
             .env("STATEHOUSE_CLUSTER", &self.cell().cluster)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .await
-            .unwrap();
-        assert!(status.success(), "statehouse dev attach-tasks failed");
+            .stderr(std::process::Stdio::piped());
+        // With more cells than the first, in every cell, each with its own clients.
+        let file = (self.platform.cells.len() > 1).then(|| self.cells_file());
+        if let Some(file) = &file {
+            command.env("STATEHOUSE_CELLS_FILE", file);
+        }
+        let out = command.output().await.unwrap();
+        if let Some(file) = file {
+            let _ = std::fs::remove_file(file);
+        }
+        assert!(
+            out.status.success(),
+            "statehouse dev attach-tasks failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A cells file describing the stack's cells, as an operator would write it.
+    pub fn cells_file(&self) -> std::path::PathBuf {
+        let mut cells = Vec::new();
+        for c in &self.platform.cells {
+            let mut t = toml::Table::new();
+            let text = |s: &str| toml::Value::String(s.to_owned());
+            let list = |v: &[String]| toml::Value::Array(v.iter().map(|s| text(s)).collect());
+            t.insert("name".into(), text(&c.name));
+            t.insert("region".into(), text(&c.region));
+            if let Some(role) = &c.role_arn {
+                t.insert("role_arn".into(), text(role));
+            }
+            t.insert("cluster".into(), text(&c.cluster));
+            t.insert("listener_arn".into(), text(&c.listener_arn));
+            t.insert("vpc_id".into(), text(&c.vpc_id));
+            t.insert("subnets".into(), list(&c.subnets));
+            t.insert("security_groups".into(), list(&c.security_groups));
+            t.insert("execution_role_arn".into(), text(&c.execution_role_arn));
+            cells.push(toml::Value::Table(t));
+        }
+        let mut doc = toml::Table::new();
+        doc.insert("cell".into(), toml::Value::Array(cells));
+        let path =
+            std::env::temp_dir().join(format!("statehouse-cells-{}.toml", uuid::Uuid::now_v7()));
+        std::fs::write(&path, toml::to_string(&doc).unwrap()).unwrap();
+        path
     }
 
     /// How many times rollout `id` wrote each tenant's spec (the tenants' own events).

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use statehouse::{
     domain::state::StateSlug,
     metrics::Metrics,
-    reconcile::{resync::TaskDefinitions, rule},
+    reconcile::resync::TaskDefinitions,
     worker::{
         resync::{resync_cell, roles_of_account},
         PassReport,
@@ -254,18 +254,7 @@ async fn a_round_finds_a_service_out_of_bounds_and_a_deleted_rule_each_repaired_
 
     // The listener rule deleted by hand: the next round finds it missing, and one full
     // pass puts it back.
-    let host = stack.platform.host(names.slug);
-    let listener = stack.cell().listener_arn.clone();
-    let rules = rule::list(&stack.aws.elb, &listener).await.unwrap();
-    let ours = rule::find(&rules, &host).expect("utah's rule").clone();
-    stack
-        .aws
-        .elb
-        .delete_rule()
-        .rule_arn(&ours.arn)
-        .send()
-        .await
-        .unwrap();
+    stack.delete_rule_by_hand("utah").await;
     let deleted = Instant::now();
     let deadline = deleted + Duration::from_secs(20);
     let found: Vec<serde_json::Value> = loop {
@@ -289,8 +278,7 @@ async fn a_round_finds_a_service_out_of_bounds_and_a_deleted_rule_each_repaired_
         "{found:?}"
     );
     stack.whole("utah").await;
-    let rules = rule::list(&stack.aws.elb, &listener).await.unwrap();
-    assert!(rule::find(&rules, &host).is_some(), "the rule is back");
+    assert!(stack.rule_of("utah").await.is_some(), "the rule is back");
     assert_eq!(
         repairing_passes(&reports, deleted).await,
         [false],

@@ -133,41 +133,83 @@ impl Fleet {
 
     /// The task definition the tenant's ECS service runs.
     async fn task_definition(&self, name: &str) -> String {
-        let names = self.stack.platform.names(StateSlug::parse(name).unwrap());
-        let out = self
-            .stack
-            .aws
-            .ecs
-            .describe_services()
-            .cluster(&self.stack.cell().cluster)
-            .services(&names.service)
-            .send()
-            .await
-            .unwrap();
-        out.services()[0].task_definition().unwrap().to_owned()
+        self.running(name).await.0
     }
 
     /// The image of the `app` container of the task definition the service runs.
     async fn image(&self, name: &str) -> String {
-        let arn = self.task_definition(name).await;
-        let def = self
+        self.running(name).await.1
+    }
+
+    /// The task definition the tenant's ECS service runs, and its `app` image, read with
+    /// the clients of the tenant's cell.
+    async fn running(&self, name: &str) -> (String, String) {
+        let tenant = self.stack.tenant(name).await;
+        let cell = self.stack.platform.cell(&tenant.cell).unwrap();
+        let aws = self
             .stack
-            .aws
+            .cell_aws
+            .get(&cell.name)
+            .unwrap_or(&self.stack.aws);
+        let names = cell.names(&self.stack.platform.prefix, StateSlug::parse(name).unwrap());
+        let out = aws
+            .ecs
+            .describe_services()
+            .cluster(&cell.cluster)
+            .services(&names.service)
+            .send()
+            .await
+            .unwrap();
+        let arn = out.services()[0].task_definition().unwrap().to_owned();
+        let def = aws
             .ecs
             .describe_task_definition()
             .task_definition(&arn)
             .send()
             .await
             .unwrap();
-        def.task_definition()
+        let image = def
+            .task_definition()
             .unwrap()
             .container_definitions()
             .iter()
             .find(|c| c.name() == Some("app"))
             .and_then(|c| c.image())
             .unwrap()
-            .to_owned()
+            .to_owned();
+        (arn, image)
     }
+}
+
+/// Puts the tenant's 5xx-rate alarm in ALARM, with `aws` (its cell's clients); its name.
+async fn alarm_5xx(
+    aws: &statehouse::aws::Aws,
+    names: &statehouse::reconcile::names::TenantNames,
+) -> String {
+    let alarm = format!("{}5xx-rate", names.alarm_prefix);
+    aws.cloudwatch
+        .set_alarm_state()
+        .alarm_name(&alarm)
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("5xx above 5% for 3 of 5 minutes")
+        .send()
+        .await
+        .unwrap();
+    alarm
+}
+
+/// The rollout's `tenant.failed` event: it names the alarm and says `alarm` set it off.
+fn failed_on_alarm<'a>(events: &'a [Value], alarm: &str) -> &'a Value {
+    let failed = events
+        .iter()
+        .find(|e| e["action"] == "tenant.failed")
+        .unwrap();
+    assert_eq!(failed["trigger"], "alarm", "{failed}");
+    assert!(
+        failed["message"].as_str().unwrap().contains(alarm),
+        "{failed}"
+    );
+    failed
 }
 
 fn target<'a>(rollout: &'a Value, name: &str) -> &'a Value {
@@ -440,37 +482,17 @@ async fn an_alarm_in_alarm_during_the_bake_fails_the_tenant(pool: PgPool) {
         target(r, "ohio")["state"] == "baking"
     })
     .await;
-    let alarm = format!(
-        "{}5xx-rate",
-        f.stack
-            .platform
-            .names(StateSlug::parse("ohio").unwrap())
-            .alarm_prefix
-    );
-    f.stack
-        .aws
-        .cloudwatch
-        .set_alarm_state()
-        .alarm_name(&alarm)
-        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
-        .state_reason("5xx above 5% for 3 of 5 minutes")
-        .send()
-        .await
-        .unwrap();
+    let alarm = alarm_5xx(
+        &f.stack.aws,
+        &f.stack.platform.names(StateSlug::parse("ohio").unwrap()),
+    )
+    .await;
     let done = f.ended(&id).await;
     assert_eq!(done["state"], "rolled_back", "{done:#}");
     let ohio = target(&done, "ohio");
     assert_eq!(ohio["state"], "reverted");
     let events = f.events(&id).await;
-    let failed = events
-        .iter()
-        .find(|e| e["action"] == "tenant.failed")
-        .unwrap();
-    assert_eq!(failed["trigger"], "alarm");
-    assert!(
-        failed["message"].as_str().unwrap().contains(&alarm),
-        "{failed}"
-    );
+    failed_on_alarm(&events, &alarm);
     let halted = events
         .iter()
         .find(|e| e["action"] == "rollout.halted")
@@ -662,5 +684,64 @@ async fn a_bake_with_min_requests_lasts_until_the_tenant_has_served_them(pool: P
         .find(|e| e["action"] == "tenant.succeeded")
         .unwrap();
     assert_eq!(succeeded["details"]["requests"], 80.0, "{succeeded}");
+    f.stack.stop().await;
+}
+
+#[sqlx::test]
+async fn a_canary_in_another_account_is_gated_on_that_account_s_alarms_and_put_back_there(
+    pool: PgPool,
+) {
+    let stack = Stack::with_dedicated_cell(pool).await;
+    stack.create_in("vermont", spec(), "dedicated").await;
+    stack.create("ohio", spec()).await;
+    stack.ready("vermont").await;
+    stack.ready("ohio").await;
+    stack.attach_tasks().await;
+    let api = stack.api(TOKEN).await;
+    let f = Fleet {
+        stack,
+        api,
+        http: reqwest::Client::new(),
+    };
+    let there = f.stack.cell_aws["dedicated"].clone();
+    let cell = f.stack.platform.cell("dedicated").unwrap().clone();
+    let names = cell.names(
+        &f.stack.platform.prefix,
+        StateSlug::parse("vermont").unwrap(),
+    );
+    let (arn, image) = f.running("vermont").await;
+    assert!(
+        arn.contains(":222222222222:"),
+        "read in its own account: {arn}"
+    );
+    assert_eq!(image, OLD);
+
+    let id = f
+        .start(json!({
+            "patch": {"app_image": "humangov/app:1.8.0"},
+            "strategy": {"canary": ["vermont"], "waves": [1, "rest"], "canary_bake": "1h"},
+        }))
+        .await;
+    f.until(&id, Duration::from_secs(60), |r| {
+        target(r, "vermont")["state"] == "baking"
+    })
+    .await;
+    assert_eq!(
+        f.image("vermont").await,
+        "humangov/app:1.8.0",
+        "the canary runs the new image there"
+    );
+    // In ALARM in the dedicated account only: the main account has no alarm of that name.
+    let alarm = alarm_5xx(&there, &names).await;
+    let done = f.ended(&id).await;
+    assert_eq!(done["state"], "rolled_back", "{done:#}");
+    assert_eq!(target(&done, "vermont")["state"], "reverted");
+    assert_eq!(target(&done, "ohio")["state"], "cancelled");
+    failed_on_alarm(&f.events(&id).await, &alarm);
+    // Put back on the old image there (the first revision was retired once the canary's
+    // deployment moved past it, so the same rendering is registered again).
+    f.stack.ready("vermont").await;
+    assert_eq!(f.image("vermont").await, OLD);
+    assert_eq!(f.stack.tenant("vermont").await.spec.app_image, OLD);
     f.stack.stop().await;
 }
