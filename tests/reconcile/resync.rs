@@ -180,8 +180,20 @@ async fn a_round_finds_a_service_out_of_bounds_and_a_deleted_rule_each_repaired_
     // The emulator drops deployment settings CreateService was given; the first full pass
     // after it puts them back, and from then on the tenant is at rest.
     stack.whole("utah").await;
+    let asked = Instant::now();
     stack.reconcile("utah").await;
     stack.whole("utah").await;
+    // The row is released before the observer hears of the pass: wait for its report too.
+    let deadline = asked + Duration::from_secs(30);
+    while !reports
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(at, r)| *at >= asked && r.outcome == "ready")
+    {
+        assert!(Instant::now() < deadline, "no report of the reconcile pass");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Rounds at rest: no event, no mutating call, no pass.
     let events = event_count(&stack).await;
     let mutating = stack.mutating_calls();
