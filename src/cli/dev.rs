@@ -132,9 +132,7 @@ async fn attach_tasks(args: AttachArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let counter = Aws::metrics_counter(metrics.clone());
-    let limits = crate::worker::clients::budgeted(&budget, metrics.clone());
-    let home = Aws::with_budget(&config, counter.clone(), Some(limits.clone()))
-        .with_origin(config, counter, limits);
+    let home = crate::worker::clients::home_clients(config, counter, &budget, metrics.clone());
     let account = home
         .account_id()
         .await

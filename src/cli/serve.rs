@@ -87,10 +87,8 @@ async fn own_clients(
         return Ok(None);
     };
     let settings = args.worker.budget.settings()?;
-    let budget = clients::budgeted(&settings, metrics.clone());
     let counter = Aws::metrics_counter(metrics.clone());
-    let aws = Aws::with_budget(&config, counter.clone(), Some(budget.clone()))
-        .with_origin(config, counter, budget);
+    let aws = clients::home_clients(config, counter, &settings, metrics.clone());
     let Some(file_cells) = file_cells else {
         return Ok(Some((aws, HashMap::new())));
     };

@@ -69,10 +69,8 @@ pub async fn aws_and_platform(
         .context("no AWS region: set AWS_REGION")?;
     // Test-only: the crash tests arm a fault point through the environment.
     let fault = FaultPoint::from_env().map_err(anyhow::Error::msg)?;
-    let budget = clients::budgeted(budget, metrics.clone());
-    let counter = Aws::metrics_counter(metrics).with_fault(fault);
-    let aws = Aws::with_budget(&config, counter.clone(), Some(budget.clone()));
-    let aws = aws.with_origin(config.clone(), counter, budget);
+    let counter = Aws::metrics_counter(metrics.clone()).with_fault(fault);
+    let aws = clients::home_clients(config.clone(), counter, budget, metrics);
     let account = match &platform.account_id {
         Some(a) => a.clone(),
         None => aws.account_id().await.context(

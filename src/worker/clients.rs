@@ -68,6 +68,19 @@ pub async fn cell_clients(
     Ok(clients)
 }
 
+/// The process's own clients: calls counted by `counter`, within a budget of `settings`,
+/// and remembering what they were made from, so [`cell_clients`] can derive the cells'.
+pub fn home_clients(
+    config: aws_config::SdkConfig,
+    counter: crate::aws::CallCounter,
+    settings: &BudgetSettings,
+    metrics: Arc<Metrics>,
+) -> Aws {
+    let budget = budgeted(settings, metrics);
+    Aws::with_budget(&config, counter.clone(), Some(budget.clone()))
+        .with_origin(config, counter, budget)
+}
+
 /// The call budget of the account and region, with every wait counted into `metrics`.
 pub fn budgeted(settings: &BudgetSettings, metrics: Arc<Metrics>) -> Arc<Budget> {
     let on_wait: crate::aws::budget::OnWait =
