@@ -82,6 +82,22 @@ impl Fleet {
         created["id"].as_str().unwrap().to_owned()
     }
 
+    /// Starts a rollout of app 1.8.0 with `canary` alone in a canary baking for an hour, and
+    /// waits until it bakes.
+    async fn canary_baking(&self, canary: &str) -> String {
+        let id = self
+            .start(json!({
+                "patch": {"app_image": "humangov/app:1.8.0"},
+                "strategy": {"canary": [canary], "waves": [1, "rest"], "canary_bake": "1h"},
+            }))
+            .await;
+        self.until(&id, Duration::from_secs(60), |r| {
+            target(r, canary)["state"] == "baking"
+        })
+        .await;
+        id
+    }
+
     async fn rollout(&self, id: &str) -> Value {
         self.send(Method::GET, &format!("/v1/rollouts/{id}"), None)
             .await
@@ -472,16 +488,7 @@ async fn a_failure_in_wave_two_rolls_back_waves_two_then_one_and_never_starts_th
 #[sqlx::test]
 async fn an_alarm_in_alarm_during_the_bake_fails_the_tenant(pool: PgPool) {
     let f = fleet(pool, &["ohio", "texas"], None).await;
-    let id = f
-        .start(json!({
-            "patch": {"app_image": "humangov/app:1.8.0"},
-            "strategy": {"canary": ["ohio"], "waves": [1, "rest"], "canary_bake": "1h"},
-        }))
-        .await;
-    f.until(&id, Duration::from_secs(60), |r| {
-        target(r, "ohio")["state"] == "baking"
-    })
-    .await;
+    let id = f.canary_baking("ohio").await;
     let alarm = alarm_5xx(
         &f.stack.aws,
         &f.stack.platform.names(StateSlug::parse("ohio").unwrap()),
@@ -716,16 +723,7 @@ async fn a_canary_in_another_account_is_gated_on_that_account_s_alarms_and_put_b
     );
     assert_eq!(image, OLD);
 
-    let id = f
-        .start(json!({
-            "patch": {"app_image": "humangov/app:1.8.0"},
-            "strategy": {"canary": ["vermont"], "waves": [1, "rest"], "canary_bake": "1h"},
-        }))
-        .await;
-    f.until(&id, Duration::from_secs(60), |r| {
-        target(r, "vermont")["state"] == "baking"
-    })
-    .await;
+    let id = f.canary_baking("vermont").await;
     assert_eq!(
         f.image("vermont").await,
         "humangov/app:1.8.0",
