@@ -172,10 +172,9 @@ impl Env {
             share,
             ..Default::default()
         };
-        let budget = statehouse::worker::clients::budgeted(&settings, metrics.clone());
         let counter = Aws::metrics_counter(metrics.clone());
-        let aws = Aws::with_budget(&config, counter.clone(), Some(budget.clone()))
-            .with_origin(config, counter, budget);
+        let aws =
+            statehouse::worker::clients::home_clients(config, counter, &settings, metrics.clone());
         let cell_aws = statehouse::worker::clients::cell_clients(
             &aws,
             &platform.account,

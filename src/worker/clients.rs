@@ -82,7 +82,7 @@ pub fn home_clients(
 }
 
 /// The call budget of the account and region, with every wait counted into `metrics`.
-pub fn budgeted(settings: &BudgetSettings, metrics: Arc<Metrics>) -> Arc<Budget> {
+fn budgeted(settings: &BudgetSettings, metrics: Arc<Metrics>) -> Arc<Budget> {
     let on_wait: crate::aws::budget::OnWait =
         Arc::new(move |bucket, waited| metrics.aws_budget_wait(bucket.as_str(), waited));
     Arc::new(Budget::new(settings, Some(on_wait)))
